@@ -1,0 +1,3 @@
+"""Servicedesk: an open-source, AI-native, multi-tenant help desk."""
+
+__version__ = "0.1.0"

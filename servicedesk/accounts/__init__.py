@@ -1,0 +1,1 @@
+"""Users, registration and approval, sign-in, sessions, two-factor, roles, departments."""

@@ -1,0 +1,109 @@
+"""The ASGI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import swagger_ui_bundle
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, ORJSONResponse
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from servicedesk import __version__
+from servicedesk.accounts import api as accounts_api
+from servicedesk.audit import api as audit_api
+from servicedesk.config import Settings, get_settings
+from servicedesk.core.middleware import RequestPipelineMiddleware
+from servicedesk.core.problems import install_problem_handlers, problem
+from servicedesk.core.runtime import Runtime, get_runtime
+from servicedesk.tenancy import api as tenancy_api
+from servicedesk.tenancy import service as tenancy_service
+
+
+def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
+    """Build the app for a database URL (the CLI starts the embedded server and passes it)."""
+    settings = settings or get_settings()
+    url = database_url or settings.database_url
+    if not url:
+        raise RuntimeError("create_app needs a database URL (servicedesk serve provides one)")
+    runtime = Runtime.build(settings, url)
+    tenancy_service.tenant_cache.ttl = settings.tenant_cache_seconds
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await runtime.db.dispose()
+
+    app = FastAPI(
+        title="Servicedesk API",
+        version=__version__,
+        description="Multi-tenant help desk. Errors are RFC 9457 problem+json documents.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=ORJSONResponse,
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.add_middleware(RequestPipelineMiddleware, hsts=settings.https)
+    install_problem_handlers(app)
+
+    for router in (
+        accounts_api.auth_router,
+        accounts_api.me_router,
+        accounts_api.users_router,
+        accounts_api.departments_router,
+        accounts_api.security_router,
+        audit_api.router,
+        tenancy_api.router,
+        tenancy_api.platform_router,
+    ):
+        app.include_router(router)
+
+    _mount_docs(app)
+    _mount_operations(app)
+
+    return app
+
+
+def _mount_docs(app: FastAPI) -> None:
+    app.mount(
+        "/api/docs/static",
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="swagger-static",
+    )
+
+    @app.get("/api/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/api/v1/openapi.json",
+            title="Servicedesk API",
+            swagger_js_url="/api/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/api/docs/static/swagger-ui.css",
+            swagger_favicon_url="/api/docs/static/favicon-32x32.png",
+        )
+
+
+def _mount_operations(app: FastAPI) -> None:
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the process answers")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: the database answers")
+    async def readyz(request: Request) -> Response:
+        runtime: Runtime = get_runtime(request)
+        try:
+            async with runtime.db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:  # any failure means not ready
+            return problem(503, code="not_ready", detail="The database is not reachable.")
+        return ORJSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,158 @@
+"""The `servicedesk` command: serve, migrate, demo, create-org, create-admin."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+
+from servicedesk.config import Settings, get_settings
+from servicedesk.core import migrate as migrations
+from servicedesk.core.embedded import EmbeddedPostgres
+from servicedesk.core.logging import configure_logging
+
+app = typer.Typer(help="Servicedesk: an open-source, AI-native, multi-tenant help desk.")
+log = logging.getLogger("servicedesk.cli")
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The configured database, or the embedded server (started here, stopped on exit)."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    embedded = EmbeddedPostgres(settings.pg_dir)
+    started = time.perf_counter()
+    url = embedded.start()
+    log.info(
+        "embedded PostgreSQL ready",
+        extra={
+            "data_dir": str(settings.pg_dir),
+            "seconds": round(time.perf_counter() - started, 2),
+        },
+    )
+    try:
+        yield url
+    finally:
+        embedded.stop()
+        log.info("embedded PostgreSQL stopped")
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, help="Worker processes (scaled mode with DATABASE_URL)."),
+    demo: bool = typer.Option(False, help="Load the demo organization before serving."),
+) -> None:
+    """Start the web server (and the embedded PostgreSQL when no DATABASE_URL is set)."""
+    import uvicorn
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    started = time.perf_counter()
+    with database(settings) as url:
+        if settings.run_migrations_on_start:
+            migrations.upgrade(url)
+        if demo:
+            from servicedesk.demo import load_demo, print_credentials
+
+            asyncio.run(load_demo(settings, url))
+            print_credentials()
+        from servicedesk.app import create_app
+
+        application = create_app(settings, database_url=url)
+        log.info(
+            "serving",
+            extra={
+                "url": f"http://{host}:{port}",
+                "startup_seconds": round(time.perf_counter() - started, 2),
+            },
+        )
+        if workers > 1 and settings.database_url:
+            uvicorn.run(
+                "servicedesk.asgi:app",
+                host=host,
+                port=port,
+                workers=workers,
+                log_config=None,
+                proxy_headers=True,
+            )
+        else:
+            uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=True)
+
+
+@app.command()
+def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Apply the database migrations up to REVISION."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    with database(settings) as url:
+        migrations.upgrade(url, revision)
+    typer.echo(f"migrated to {revision}")
+
+
+@app.command()
+def demo() -> None:
+    """Load (or refresh) the demo organization `acme` and print its credentials."""
+    from servicedesk.demo import load_demo, print_credentials
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    with database(settings) as url:
+        migrations.upgrade(url)
+        asyncio.run(load_demo(settings, url))
+    print_credentials()
+
+
+@app.command("create-org")
+def create_org(
+    slug: str = typer.Argument(..., help="Unique URL-safe handle, e.g. acme."),
+    name: str = typer.Argument(..., help="Display name."),
+    timezone: str = typer.Option("UTC", help="IANA time zone."),
+) -> None:
+    """Create an organization (tenant)."""
+    from servicedesk.admin_tasks import create_organization
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    with database(settings) as url:
+        migrations.upgrade(url)
+        org_id = asyncio.run(create_organization(settings, url, slug, name, timezone))
+    typer.echo(f"created organization {slug} ({org_id})")
+
+
+@app.command("create-admin")
+def create_admin(
+    org: str = typer.Argument(..., help="Organization slug."),
+    email: str = typer.Argument(...),
+    first_name: str = typer.Option("Admin", help="First name."),
+    last_name: str = typer.Option("User", help="Last name."),
+    password: str = typer.Option(
+        None,
+        help="Password (prompted when omitted; env SERVICEDESK_ADMIN_PASSWORD)",
+        envvar="SERVICEDESK_ADMIN_PASSWORD",
+    ),
+) -> None:
+    """Create an approved admin user in an organization."""
+    from servicedesk.admin_tasks import create_admin_user
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    if not password:
+        password = getpass.getpass("Password: ")
+    with database(settings) as url:
+        migrations.upgrade(url)
+        user_id = asyncio.run(
+            create_admin_user(settings, url, org, email, password, first_name, last_name)
+        )
+    typer.echo(f"created admin {email} ({user_id})")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Infrastructure that knows no domain: database, errors, security, cache, limits, telemetry."""

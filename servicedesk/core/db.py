@@ -1,0 +1,75 @@
+"""Engine, sessions and the tenant binding that row-level security relies on.
+
+A *tenant session* runs every statement as the unprivileged application role with
+`app.organization_id` set for the transaction, so PostgreSQL's row-level security policies
+(see the migrations) hide every row of other organizations even from a query that forgets its
+filter. A *system session* runs as the connecting user; it is for work that is not on behalf of
+one tenant: tenant resolution, migrations, the CLI, cross-tenant jobs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+_BIND_TENANT = text(
+    "SELECT set_config('role', :role, true), set_config('app.organization_id', :org, true)"
+)
+_BIND_TENANT_NO_ROLE = text("SELECT set_config('app.organization_id', :org, true)")
+
+
+def to_driver_url(url: str | URL, driver: str) -> URL:
+    """Rewrite any PostgreSQL URL (`postgres://`, `postgresql://`, …) for the given driver."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.set(drivername=f"postgresql+{driver}")
+
+
+class Database:
+    """One engine and its session factory; one per process."""
+
+    def __init__(self, url: str | URL, *, app_role: str | None, pool_size: int = 10) -> None:
+        self.url = to_driver_url(url, "asyncpg")
+        self.app_role = app_role or None
+        self.engine: AsyncEngine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=False,
+            connect_args={"server_settings": {"application_name": "servicedesk"}},
+        )
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    async def bind_tenant(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
+        """Scope the session's current transaction to one organization (RLS)."""
+        if self.app_role:
+            await session.execute(
+                _BIND_TENANT, {"role": self.app_role, "org": str(organization_id)}
+            )
+        else:
+            await session.execute(_BIND_TENANT_NO_ROLE, {"org": str(organization_id)})
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A system session in one transaction: committed on success, rolled back on error."""
+        async with self.sessionmaker() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def tenant_session(self, organization_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+        """A session bound to one organization, in one transaction."""
+        async with self.sessionmaker() as session, session.begin():
+            await self.bind_tenant(session, organization_id)
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

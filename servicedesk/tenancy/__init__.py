@@ -1,0 +1,1 @@
+"""Organizations (tenants), their resolution per request, and their settings."""
