@@ -9,7 +9,7 @@ from typing import Any
 import swagger_ui_bundle
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, ORJSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -46,7 +46,6 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         openapi_url="/api/v1/openapi.json",
         docs_url=None,
         redoc_url=None,
-        default_response_class=ORJSONResponse,
         lifespan=lifespan,
     )
     app.state.runtime = runtime
@@ -102,7 +101,7 @@ def _mount_operations(app: FastAPI) -> None:
                 await conn.execute(text("SELECT 1"))
         except Exception:  # any failure means not ready
             return problem(503, code="not_ready", detail="The database is not reachable.")
-        return ORJSONResponse({"status": "ready"})
+        return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics() -> Response:

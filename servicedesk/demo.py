@@ -33,7 +33,15 @@ USERS = (
         "MA0003",
         UserStatus.APPROVED,
     ),
-    ("manager@acme.example.com", "Mia", "Manager", Role.MANAGER, "Finance", "MA0004", UserStatus.APPROVED),
+    (
+        "manager@acme.example.com",
+        "Mia",
+        "Manager",
+        Role.MANAGER,
+        "Finance",
+        "MA0004",
+        UserStatus.APPROVED,
+    ),
     (
         "employee@acme.example.com",
         "Eli",
