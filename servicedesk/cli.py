@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 import typer
 
@@ -43,6 +45,10 @@ def database(settings: Settings) -> Iterator[str]:
         log.info("embedded PostgreSQL stopped")
 
 
+def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
 @app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
@@ -56,6 +62,9 @@ def serve(
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     started = time.perf_counter()
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
+    # embedded PostgreSQL below is stopped instead of the process dying on the spot.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     with database(settings) as url:
         if settings.run_migrations_on_start:
             migrations.upgrade(url)

@@ -76,6 +76,9 @@ def test_settings(**overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
+test_settings.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
 @pytest.fixture(scope="session")
 def server_url(worker_id: str) -> Iterator[str]:
     """A PostgreSQL server: DATABASE_URL if set, else an embedded one for this worker."""

@@ -1,0 +1,3 @@
+from servicedesk.cli import main
+
+main()
