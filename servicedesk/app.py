@@ -23,6 +23,7 @@ from servicedesk.core.problems import install_problem_handlers, problem
 from servicedesk.core.runtime import Runtime, get_runtime
 from servicedesk.tenancy import api as tenancy_api
 from servicedesk.tenancy import service as tenancy_service
+from servicedesk.tickets import api as tickets_api
 
 
 def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
@@ -61,6 +62,9 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         audit_api.router,
         tenancy_api.router,
         tenancy_api.platform_router,
+        tickets_api.categories_router,
+        tickets_api.router,
+        tickets_api.views_router,
     ):
         app.include_router(router)
 

@@ -44,7 +44,7 @@ from servicedesk.accounts.schemas import (
 )
 from servicedesk.core.actor import Actor
 from servicedesk.core.csrf import CSRF_COOKIE, check_csrf
-from servicedesk.core.errors import Unauthorized
+from servicedesk.core.errors import BadRequest, Unauthorized
 from servicedesk.core.pagination import Page, decode_cursor, encode_cursor
 from servicedesk.core.runtime import Runtime, get_runtime
 from servicedesk.core.security import hash_token, new_opaque_token
@@ -343,6 +343,8 @@ async def list_users(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[UserRead]:
     after = decode_cursor(cursor, int, datetime, uuid.UUID) if cursor else None
+    if after is not None and after[0] not in (0, 1):  # the pending rank; else a DB error
+        raise BadRequest("The cursor is not valid.", code="invalid_cursor")
     users = await UserRepository(session).list(
         status=status_,
         role=role,

@@ -44,6 +44,12 @@ class AccountNotActive(Forbidden):
     keep_changes = True
 
 
+class InvalidSecondFactor(Unauthorized):
+    """A wrong or replayed 2FA code: counts toward the lockout, so the change is kept."""
+
+    keep_changes = True
+
+
 class InvalidSession(Unauthorized):
     code = "invalid_refresh_token"
     keep_changes = True
@@ -212,7 +218,7 @@ async def verify_mfa(
             user,
             user.email,
             reason="2fa_code_replayed",
-            error=Unauthorized(
+            error=InvalidSecondFactor(
                 "This code was already used; wait for the next one.", code="code_reused"
             ),
         )
@@ -223,7 +229,7 @@ async def verify_mfa(
             user,
             user.email,
             reason="bad_2fa_code",
-            error=Unauthorized("The two-factor code is wrong.", code="invalid_code"),
+            error=InvalidSecondFactor("The two-factor code is wrong.", code="invalid_code"),
         )
     return await _complete(session, runtime, user, user.email, reason=f"ok_{result}")
 
@@ -332,7 +338,7 @@ async def revoke_session(
     session: AsyncSession, user: User, family_id: uuid.UUID, *, actor: Actor
 ) -> int:
     count = await SessionRepository(session).revoke_family(
-        family_id, at=utc_now(), reason="revoked"
+        family_id, at=utc_now(), reason="revoked", user_id=user.id
     )
     if count:
         await audit.record(

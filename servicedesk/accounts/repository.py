@@ -35,6 +35,17 @@ class UserRepository:
         )
         return result.scalar_one_or_none()
 
+    async def list_by_emails(self, emails: list[str]) -> list[User]:
+        lowered = sorted({e.strip().lower() for e in emails})
+        result = await self.session.execute(select(User).where(func.lower(User.email).in_(lowered)))
+        return list(result.scalars())
+
+    async def get_many(self, user_ids: list[uuid.UUID]) -> list[User]:
+        if not user_ids:
+            return []
+        result = await self.session.execute(select(User).where(User.id.in_(set(user_ids))))
+        return list(result.scalars())
+
     async def email_taken(self, email: str) -> bool:
         result = await self.session.execute(
             select(User.id).where(func.lower(User.email) == email.strip().lower())
@@ -121,7 +132,8 @@ class UserRepository:
                 failed_login_count=case((reached, 0), else_=User.failed_login_count + 1),
                 locked_until=case((reached, locked_until), else_=User.locked_until),
             )
-            .returning(User.locked_until, reached)
+            # RETURNING sees the updated row: the count is back at 0 only when this locked.
+            .returning(User.locked_until, User.failed_login_count == 0)
             .execution_options(synchronize_session=False)
         )
         row = result.one()
@@ -138,13 +150,24 @@ class SessionRepository:
         )
         return result.scalar_one_or_none()
 
-    async def revoke_family(self, family_id: uuid.UUID, *, at: datetime, reason: str) -> int:
-        result = await self.session.execute(
+    async def revoke_family(
+        self,
+        family_id: uuid.UUID,
+        *,
+        at: datetime,
+        reason: str,
+        user_id: uuid.UUID | None = None,
+    ) -> int:
+        """Revoke a session; with `user_id`, only if it is that user's."""
+        query = (
             update(RefreshToken)
             .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
             .values(revoked_at=at, revoked_reason=reason)
             .execution_options(synchronize_session=False)
         )
+        if user_id is not None:
+            query = query.where(RefreshToken.user_id == user_id)
+        result = await self.session.execute(query)
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     async def revoke_user(self, user_id: uuid.UUID, *, at: datetime, reason: str) -> int:

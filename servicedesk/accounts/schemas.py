@@ -20,7 +20,8 @@ from pydantic import (
 from servicedesk.models import Role, UserStatus
 
 PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-CompanyId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^MA\d{4}$")]
+# [0-9], not \d: the pattern engine's \d also matches non-ASCII digits, which the DB refuses.
+CompanyId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^MA[0-9]{4}$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

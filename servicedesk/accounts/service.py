@@ -366,3 +366,48 @@ async def do_update_department(
         new=new,
     )
     return department
+
+
+# Lookups other domains use ---------------------------------------------------------------
+
+STAFF_ROLES = frozenset({Role.AGENT, Role.ADMIN})
+
+
+def _may_sign_in(user: User) -> bool:
+    return user.is_active and user.status == UserStatus.APPROVED
+
+
+async def check_assignable(session: AsyncSession, user_id: uuid.UUID, *, field: str) -> User:
+    """An active agent or admin of the bound organization, or 422 naming `field`."""
+    user = await UserRepository(session).get(user_id)
+    if user is None or not _may_sign_in(user) or user.role not in STAFF_ROLES:
+        raise Unprocessable(
+            "Tickets can only be assigned to an active agent or admin of this organization.",
+            code="invalid_assignee",
+            errors=[{"loc": ["body", field], "msg": "not an active agent", "type": "invalid"}],
+        )
+    return user
+
+
+async def check_requester(session: AsyncSession, user_id: uuid.UUID, *, field: str) -> User:
+    """An active user of the bound organization who can be a ticket's requester."""
+    user = await UserRepository(session).get(user_id)
+    if user is None or not _may_sign_in(user):
+        raise Unprocessable(
+            "The requester must be an active user of this organization.",
+            code="invalid_requester",
+            errors=[{"loc": ["body", field], "msg": "not an active user", "type": "invalid"}],
+        )
+    return user
+
+
+async def find_staff_by_emails(session: AsyncSession, emails: list[str]) -> list[User]:
+    """Active agents and admins with these emails (for @mentions); unknown emails are ignored."""
+    if not emails:
+        return []
+    users = await UserRepository(session).list_by_emails(emails)
+    return [u for u in users if _may_sign_in(u) and u.role in STAFF_ROLES]
+
+
+async def get_users(session: AsyncSession, user_ids: list[uuid.UUID]) -> list[User]:
+    return await UserRepository(session).get_many(user_ids)

@@ -42,7 +42,8 @@ def _new_recovery_code() -> str:
 
 def matching_step(totp: pyotp.TOTP, code: str, *, window: int = 1) -> int | None:
     """The time step whose code equals `code`, within ±`window` steps of now, else None."""
-    if not (len(code) == 6 and code.isdigit()):
+    # ASCII only: str.isdigit() accepts e.g. Arabic-Indic digits, which compare_digest rejects.
+    if not (len(code) == 6 and code.isascii() and code.isdigit()):
         return None
     now_step = totp.timecode(utc_now())
     for step in range(now_step - window, now_step + window + 1):

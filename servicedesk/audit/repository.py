@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from datetime import datetime
 
@@ -47,4 +48,14 @@ class AuditRepository:
         if before:
             query = query.where(tuple_(AuditLog.created_at, AuditLog.id) < tuple_(*before))
         query = query.order_by(AuditLog.created_at.desc(), AuditLog.id.desc()).limit(limit)
+        return list((await self.session.execute(query)).scalars())
+
+    async def for_records(self, records: builtins.list[tuple[str, str]]) -> builtins.list[AuditLog]:
+        if not records:
+            return []
+        query = (
+            select(AuditLog)
+            .where(tuple_(AuditLog.table_name, AuditLog.record_id).in_(records))
+            .order_by(AuditLog.created_at, AuditLog.id)
+        )
         return list((await self.session.execute(query)).scalars())

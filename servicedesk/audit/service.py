@@ -93,3 +93,8 @@ async def list_entries(
         before=before,
         limit=limit,
     )
+
+
+async def history(session: AsyncSession, *, records: list[tuple[str, str]]) -> list[AuditLog]:
+    """Every entry about the given (table, record id) pairs, oldest first."""
+    return await AuditRepository(session).for_records(records)

@@ -47,6 +47,10 @@ def decode_cursor(cursor: str, *shape: type) -> tuple[Any, ...]:
                 out.append(parsed)
             elif kind is uuid.UUID:
                 out.append(uuid.UUID(value))
+            elif kind is float:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError("not a number")
+                out.append(float(value))
             elif kind is int:
                 if not isinstance(value, int) or isinstance(value, bool):
                     raise ValueError("not an int")
@@ -64,3 +68,9 @@ def like_pattern(text: str) -> str:
     """A `%…%` LIKE pattern matching `text` literally (escape character: backslash)."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def like_prefix(text: str) -> str:
+    """A `…%` LIKE pattern matching strings that start with `text` literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped}%"

@@ -3,18 +3,44 @@
 from servicedesk.models.audit import AuditLog
 from servicedesk.models.auth import LoginAttempt, RecoveryCode, RefreshToken
 from servicedesk.models.base import Base
+from servicedesk.models.idempotency import IdempotencyRecord
 from servicedesk.models.organization import Organization
+from servicedesk.models.ticket import (
+    PRIORITY_RANK,
+    Attachment,
+    Category,
+    Channel,
+    Comment,
+    CommentRevision,
+    Priority,
+    SavedView,
+    Ticket,
+    TicketCounter,
+    TicketStatus,
+)
 from servicedesk.models.user import Department, Role, User, UserStatus
 
 __all__ = [
+    "PRIORITY_RANK",
+    "Attachment",
     "AuditLog",
     "Base",
+    "Category",
+    "Channel",
+    "Comment",
+    "CommentRevision",
     "Department",
+    "IdempotencyRecord",
     "LoginAttempt",
     "Organization",
+    "Priority",
     "RecoveryCode",
     "RefreshToken",
     "Role",
+    "SavedView",
+    "Ticket",
+    "TicketCounter",
+    "TicketStatus",
     "User",
     "UserStatus",
 ]

@@ -1,0 +1,1 @@
+"""Tickets: categories with their own fields, numbering, workflow, comments, attachments, search."""

@@ -1,0 +1,250 @@
+"""Every query on tickets, categories, comments and saved views; visibility applied here."""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicedesk.core.pagination import like_prefix
+from servicedesk.models import Category, Comment, CommentRevision, SavedView, Ticket
+from servicedesk.tickets.auth import Viewer
+
+# Markers around matches in search headlines; replaced by <mark> after HTML-escaping.
+HL_START, HL_STOP = "\x02", "\x03"
+
+
+@dataclass
+class TicketFilters:
+    statuses: list[str] = field(default_factory=list)
+    priorities: list[str] = field(default_factory=list)
+    category_id: uuid.UUID | None = None
+    department_id: uuid.UUID | None = None
+    assignee: str | None = None
+    """A user id, `me`, or `none` (unassigned)."""
+    requester_id: uuid.UUID | None = None
+    tag: str | None = None
+    channel: str | None = None
+    submitted_from: datetime | None = None
+    submitted_to: datetime | None = None
+    updated_from: datetime | None = None
+    updated_to: datetime | None = None
+
+
+SORTS = {
+    "updated": (Ticket.updated_at,),
+    "submitted": (Ticket.submitted_at,),
+    "priority": (Ticket.priority_rank, Ticket.updated_at),
+}
+
+
+class TicketRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(
+        self, viewer: Viewer, ticket_id: uuid.UUID, *, for_update: bool = False
+    ) -> Ticket | None:
+        query = select(Ticket).where(Ticket.id == ticket_id, viewer.ticket_filter())
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def get_by_number(self, viewer: Viewer, number: str) -> Ticket | None:
+        query = select(Ticket).where(Ticket.number == number.upper(), viewer.ticket_filter())
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def get_many_for_update(
+        self, viewer: Viewer, ids: list[uuid.UUID]
+    ) -> builtins.list[Ticket]:
+        query = (
+            select(Ticket)
+            .where(Ticket.id.in_(ids), viewer.ticket_filter())
+            .order_by(Ticket.id)
+            .with_for_update()
+        )
+        return list((await self.session.execute(query)).scalars())
+
+    def _filtered(self, viewer: Viewer, f: TicketFilters) -> Select[Ticket]:
+        query = select(Ticket).where(viewer.ticket_filter())
+        if f.statuses:
+            query = query.where(Ticket.status.in_(f.statuses))
+        if f.priorities:
+            query = query.where(Ticket.priority.in_(f.priorities))
+        if f.category_id:
+            query = query.where(
+                or_(Ticket.category_id == f.category_id, Ticket.subcategory_id == f.category_id)
+            )
+        if f.department_id:
+            query = query.where(Ticket.department_id == f.department_id)
+        if f.assignee == "none":
+            query = query.where(Ticket.assignee_id.is_(None))
+        elif f.assignee == "me":
+            query = query.where(Ticket.assignee_id == viewer.user.id)
+        elif f.assignee:
+            query = query.where(Ticket.assignee_id == uuid.UUID(f.assignee))
+        if f.requester_id:
+            query = query.where(Ticket.requester_id == f.requester_id)
+        if f.tag:
+            query = query.where(Ticket.tags.contains([f.tag]))
+        if f.channel:
+            query = query.where(Ticket.channel == f.channel)
+        if f.submitted_from:
+            query = query.where(Ticket.submitted_at >= f.submitted_from)
+        if f.submitted_to:
+            query = query.where(Ticket.submitted_at < f.submitted_to)
+        if f.updated_from:
+            query = query.where(Ticket.updated_at >= f.updated_from)
+        if f.updated_to:
+            query = query.where(Ticket.updated_at < f.updated_to)
+        return query
+
+    async def list(
+        self,
+        viewer: Viewer,
+        filters: TicketFilters,
+        *,
+        sort: str,
+        descending: bool,
+        after: tuple[Any, ...] | None,
+        limit: int,
+    ) -> builtins.list[Ticket]:
+        """Keyset pagination on (sort columns…, id)."""
+        columns = (*SORTS[sort], Ticket.id)
+        query = self._filtered(viewer, filters)
+        if after is not None:
+            key = tuple_(*columns)
+            query = query.where(key < tuple_(*after) if descending else key > tuple_(*after))
+        order = [c.desc() if descending else c.asc() for c in columns]
+        query = query.order_by(*order).limit(limit)
+        return list((await self.session.execute(query)).scalars())
+
+    async def search(
+        self,
+        viewer: Viewer,
+        filters: TicketFilters,
+        text_query: str,
+        *,
+        after: tuple[float, uuid.UUID] | None,
+        limit: int,
+    ) -> builtins.list[tuple[Ticket, float, str]]:
+        """Full-text (weighted tsvector) plus fuzzy number/subject matches, best first."""
+        tsq = func.websearch_to_tsquery("english", text_query)
+        fts = Ticket.search_vector.op("@@")(tsq)
+        fuzzy_subject = Ticket.subject.op("%")(text_query)
+        number_match = Ticket.number.ilike(like_prefix(text_query.strip().upper()))
+        score = (
+            func.ts_rank_cd(Ticket.search_vector, tsq)
+            + func.similarity(Ticket.subject, text_query) * 0.5
+            + case((number_match, 10.0), else_=0.0)
+        ).label("score")
+        headline = func.ts_headline(
+            "english",
+            Ticket.subject + literal(" — ") + func.left(Ticket.description, 2000),
+            tsq,
+            f"StartSel={HL_START}, StopSel={HL_STOP}, MaxWords=30, MinWords=10, MaxFragments=2",
+        ).label("headline")
+        matches = (
+            self._filtered(viewer, filters)
+            .where(or_(fts, fuzzy_subject, number_match))
+            .with_only_columns(Ticket.id, score)
+            .subquery()
+        )
+        query = (
+            select(Ticket, matches.c.score, headline)
+            .join(matches, matches.c.id == Ticket.id)
+            .order_by(matches.c.score.desc(), Ticket.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(
+                tuple_(matches.c.score, Ticket.id) < tuple_(literal(after[0]), literal(after[1]))
+            )
+        result = await self.session.execute(query)
+        return [(row[0], float(row[1] or 0), row[2] or "") for row in result]
+
+
+class CategoryRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, category_id: uuid.UUID) -> Category | None:
+        return await self.session.get(Category, category_id)
+
+    async def name_taken(self, name: str, *, exclude: uuid.UUID | None = None) -> bool:
+        query = select(Category.id).where(func.lower(Category.name) == name.lower())
+        if exclude is not None:
+            query = query.where(Category.id != exclude)
+        return (await self.session.execute(query)).first() is not None
+
+    async def list(self, *, include_inactive: bool) -> builtins.list[Category]:
+        query = select(Category).order_by(Category.sort_order, Category.name)
+        if not include_inactive:
+            query = query.where(Category.is_active.is_(True))
+        return list((await self.session.execute(query)).scalars())
+
+    async def has_children(self, category_id: uuid.UUID) -> bool:
+        query = select(Category.id).where(Category.parent_id == category_id).limit(1)
+        return (await self.session.execute(query)).first() is not None
+
+
+class CommentRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list(self, ticket_id: uuid.UUID, *, include_internal: bool) -> builtins.list[Comment]:
+        query = select(Comment).where(Comment.ticket_id == ticket_id, Comment.deleted_at.is_(None))
+        if not include_internal:
+            query = query.where(Comment.is_internal.is_(False))
+        query = query.order_by(Comment.created_at, Comment.id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def get(
+        self, ticket_id: uuid.UUID, comment_id: uuid.UUID, *, for_update: bool = False
+    ) -> Comment | None:
+        query = select(Comment).where(
+            Comment.id == comment_id, Comment.ticket_id == ticket_id, Comment.deleted_at.is_(None)
+        )
+        if for_update:
+            query = query.with_for_update()
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def all_ids(self, ticket_id: uuid.UUID) -> builtins.list[uuid.UUID]:
+        query = select(Comment.id).where(Comment.ticket_id == ticket_id)
+        return list((await self.session.execute(query)).scalars())
+
+    async def revisions(self, comment_id: uuid.UUID) -> builtins.list[CommentRevision]:
+        query = (
+            select(CommentRevision)
+            .where(CommentRevision.comment_id == comment_id)
+            .order_by(CommentRevision.created_at)
+        )
+        return list((await self.session.execute(query)).scalars())
+
+
+class SavedViewRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def list(self, user_id: uuid.UUID) -> builtins.list[SavedView]:
+        query = select(SavedView).where(SavedView.user_id == user_id).order_by(SavedView.name)
+        return list((await self.session.execute(query)).scalars())
+
+    async def get(self, user_id: uuid.UUID, view_id: uuid.UUID) -> SavedView | None:
+        query = select(SavedView).where(SavedView.id == view_id, SavedView.user_id == user_id)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def name_taken(
+        self, user_id: uuid.UUID, name: str, exclude: uuid.UUID | None = None
+    ) -> bool:
+        query = select(SavedView.id).where(
+            and_(SavedView.user_id == user_id, func.lower(SavedView.name) == name.lower())
+        )
+        if exclude:
+            query = query.where(SavedView.id != exclude)
+        return (await self.session.execute(query)).first() is not None

@@ -1,0 +1,370 @@
+"""Ticket rules: filing, changing, the workflow, versions, history.
+
+`Viewer` (tickets.auth) carries who is asking; every read goes through `access_ticket`, which
+answers 404 alike for a ticket that does not exist and one the viewer may not see.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicedesk.accounts import service as accounts
+from servicedesk.audit import service as audit
+from servicedesk.core.actor import Actor
+from servicedesk.core.clock import utc_now
+from servicedesk.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from servicedesk.core.text import plain, render_markdown, strip_control
+from servicedesk.models import Category, Priority, Role, Ticket, TicketStatus
+from servicedesk.tenancy.service import Tenant
+from servicedesk.tickets import categories, numbering, workflow
+from servicedesk.tickets.auth import Viewer
+from servicedesk.tickets.fields import validate_values
+from servicedesk.tickets.repository import TicketRepository
+from servicedesk.tickets.schemas import StatusChange, TicketCreate, TicketRead, TicketUpdate
+
+AUDITED_FIELDS = (
+    "subject",
+    "description",
+    "category_id",
+    "subcategory_id",
+    "priority",
+    "status",
+    "department_id",
+    "requester_id",
+    "assignee_id",
+    "tags",
+    "custom_fields",
+    "rejection_reason",
+)
+
+
+class TicketVersionConflict(Conflict):
+    code = "version_conflict"
+
+
+def snapshot(ticket: Ticket) -> dict[str, Any]:
+    return {f: getattr(ticket, f) for f in AUDITED_FIELDS}
+
+
+def actor_of(viewer: Viewer) -> Actor:
+    return Actor.user(viewer.user.id)
+
+
+def reopen_window(tenant: Tenant) -> timedelta:
+    return timedelta(days=int(tenant.settings.get("reopen_window_days", 7)))
+
+
+def to_read(ticket: Ticket, viewer: Viewer, tenant: Tenant) -> TicketRead:
+    read = TicketRead.model_validate(ticket)
+    if ticket.first_response_at:
+        read.response_seconds = int(
+            (ticket.first_response_at - ticket.submitted_at).total_seconds()
+        )
+    if ticket.resolved_at:
+        read.resolution_seconds = int((ticket.resolved_at - ticket.submitted_at).total_seconds())
+    read.allowed_transitions = sorted(
+        workflow.allowed_moves(
+            role=viewer.user.role,
+            is_requester=ticket.requester_id == viewer.user.id,
+            current=TicketStatus(ticket.status),
+            resolved_at=ticket.resolved_at,
+            reopen_window=reopen_window(tenant),
+            now=utc_now(),
+        )
+    )
+    return read
+
+
+async def access_ticket(
+    session: AsyncSession, viewer: Viewer, ticket_id: uuid.UUID, *, for_update: bool = False
+) -> Ticket:
+    ticket = await TicketRepository(session).get(viewer, ticket_id, for_update=for_update)
+    if ticket is None:
+        raise NotFound("Ticket not found.")
+    return ticket
+
+
+async def access_ticket_by_number(session: AsyncSession, viewer: Viewer, number: str) -> Ticket:
+    ticket = await TicketRepository(session).get_by_number(viewer, number)
+    if ticket is None:
+        raise NotFound("Ticket not found.")
+    return ticket
+
+
+def check_version(ticket: Ticket, version: int | None, viewer: Viewer, tenant: Tenant) -> None:
+    """Refuse a change based on another version than the stored one (409 with current state)."""
+    if version is None:
+        raise Unprocessable(
+            "Send the version you based this change on (If-Match header or `version`).",
+            code="version_required",
+            errors=[{"loc": ["body", "version"], "msg": "required", "type": "missing"}],
+        )
+    if version != ticket.version:
+        raise TicketVersionConflict(
+            f"The ticket changed since version {version}; it is now at version "
+            f"{ticket.version}. Review the current state and apply your change again.",
+            extra={"current": to_read(ticket, viewer, tenant).model_dump(mode="json")},
+        )
+
+
+def _touch(ticket: Ticket) -> None:
+    ticket.version += 1
+    ticket.updated_at = utc_now()
+
+
+async def _check_category(
+    session: AsyncSession, category_id: uuid.UUID, subcategory_id: uuid.UUID | None
+) -> tuple[Category, Category | None]:
+    category = await categories.usable(session, category_id, field="category_id")
+    if category.parent_id is not None:
+        raise Unprocessable(
+            "Pick a top-level category, and its sub-category in `subcategory_id`.",
+            code="invalid_category",
+            errors=[{"loc": ["body", "category_id"], "msg": "is a sub-category", "type": "x"}],
+        )
+    sub = None
+    if subcategory_id is not None:
+        sub = await categories.usable(session, subcategory_id, field="subcategory_id")
+        if sub.parent_id != category.id:
+            raise Unprocessable(
+                "The sub-category does not belong to the category.",
+                code="invalid_subcategory",
+                errors=[{"loc": ["body", "subcategory_id"], "msg": "not a child", "type": "x"}],
+            )
+    return category, sub
+
+
+async def create_ticket(
+    session: AsyncSession, viewer: Viewer, tenant: Tenant, data: TicketCreate
+) -> Ticket:
+    user = viewer.user
+    staff_only = {"assignee_id", "department_id"} & data.model_fields_set
+    if not viewer.can_work:
+        if staff_only:
+            raise Unprocessable(
+                "Only agents can set the assignee or department.",
+                code="field_not_allowed",
+                errors=[
+                    {"loc": ["body", f], "msg": "not allowed", "type": "x"} for f in staff_only
+                ],
+            )
+        if data.requester_id is not None and data.requester_id != user.id:
+            raise Unprocessable(
+                "You can only file tickets for yourself.",
+                code="field_not_allowed",
+                errors=[{"loc": ["body", "requester_id"], "msg": "not allowed", "type": "x"}],
+            )
+    category, sub = await _check_category(session, data.category_id, data.subcategory_id)
+    definition = (sub.fields if sub else []) + category.fields
+    custom = validate_values(definition, data.custom_fields)
+    requester_id = user.id
+    if data.requester_id is not None and data.requester_id != user.id:
+        requester_id = (
+            await accounts.check_requester(session, data.requester_id, field="requester_id")
+        ).id
+    if data.assignee_id is not None:
+        await accounts.check_assignable(session, data.assignee_id, field="assignee_id")
+    department_id = data.department_id if "department_id" in data.model_fields_set else None
+    if department_id is not None:
+        await accounts.check_department(session, department_id)
+    else:
+        department_id = (
+            sub.department_id if sub and sub.department_id else None
+        ) or category.department_id
+    now = utc_now()
+    ticket = Ticket(
+        organization_id=tenant.id,
+        number=await numbering.next_number(session, tenant.id, now.year),
+        subject=plain(data.subject),
+        description=strip_control(data.description),
+        description_html=render_markdown(data.description),
+        category_id=category.id,
+        subcategory_id=sub.id if sub else None,
+        priority=data.priority or (sub.default_priority if sub else category.default_priority),
+        status=TicketStatus.NEW,
+        department_id=department_id,
+        requester_id=requester_id,
+        assignee_id=data.assignee_id,
+        channel=data.channel,
+        tags=[plain(t) for t in data.tags],
+        custom_fields=custom,
+        submitted_at=now,
+        updated_at=now,
+        version=1,
+    )
+    if len(ticket.subject) < 5:
+        raise Unprocessable(
+            "The subject needs at least 5 visible characters.",
+            code="validation_error",
+            errors=[{"loc": ["body", "subject"], "msg": "too short", "type": "string_too_short"}],
+        )
+    session.add(ticket)
+    await session.flush()
+    await audit.record(
+        session,
+        organization_id=tenant.id,
+        actor=actor_of(viewer),
+        action="ticket.created",
+        table="tickets",
+        record_id=ticket.id,
+        new={**snapshot(ticket), "number": ticket.number, "channel": ticket.channel},
+    )
+    return ticket
+
+
+async def update_ticket(
+    session: AsyncSession,
+    viewer: Viewer,
+    tenant: Tenant,
+    ticket_id: uuid.UUID,
+    data: TicketUpdate,
+    *,
+    version: int | None,
+) -> Ticket:
+    if not viewer.can_work:
+        if viewer.is_staff:
+            raise Forbidden("Managers can read tickets but not change them.", code="read_only")
+        # A requester may not edit; say 404 for tickets they cannot see at all.
+        await access_ticket(session, viewer, ticket_id)
+        raise Forbidden("Requesters cannot edit a ticket; add a reply instead.", code="read_only")
+    ticket = await access_ticket(session, viewer, ticket_id, for_update=True)
+    check_version(ticket, data.version if data.version is not None else version, viewer, tenant)
+    before = snapshot(ticket)
+    changes = data.model_dump(exclude_unset=True, exclude={"version"})
+    for required in ("subject", "description", "category_id", "priority", "tags", "custom_fields"):
+        if required in changes and changes[required] is None:
+            raise Unprocessable(
+                f"{required} cannot be null.",
+                code="validation_error",
+                errors=[{"loc": ["body", required], "msg": "cannot be null", "type": "x"}],
+            )
+    if "subject" in changes:
+        ticket.subject = plain(changes["subject"])
+    if "description" in changes:
+        ticket.description = strip_control(changes["description"])
+        ticket.description_html = render_markdown(changes["description"])
+    if "category_id" in changes or "subcategory_id" in changes:
+        category_id = changes.get("category_id", ticket.category_id)
+        sub_id = changes.get(
+            "subcategory_id", ticket.subcategory_id if "category_id" not in changes else None
+        )
+        category, sub = await _check_category(session, category_id, sub_id)
+        definition = (sub.fields if sub else []) + category.fields
+        values = changes.get("custom_fields", ticket.custom_fields)
+        ticket.custom_fields = validate_values(definition, values or {})
+        ticket.category_id, ticket.subcategory_id = category.id, sub.id if sub else None
+    elif "custom_fields" in changes:
+        category, sub = await _check_category(session, ticket.category_id, ticket.subcategory_id)
+        definition = (sub.fields if sub else []) + category.fields
+        ticket.custom_fields = validate_values(
+            definition, changes["custom_fields"], existing=ticket.custom_fields
+        )
+    if "priority" in changes:
+        ticket.priority = Priority(changes["priority"])
+    if "department_id" in changes:
+        await accounts.check_department(session, changes["department_id"])
+        ticket.department_id = changes["department_id"]
+    if "assignee_id" in changes and changes["assignee_id"] is not None:
+        await accounts.check_assignable(session, changes["assignee_id"], field="assignee_id")
+    if "assignee_id" in changes:
+        ticket.assignee_id = changes["assignee_id"]
+    if "tags" in changes:
+        ticket.tags = [plain(t) for t in changes["tags"]]
+    old, new = audit.diff(before, snapshot(ticket))
+    if not new:
+        return ticket
+    _touch(ticket)
+    await session.flush()
+    action = "ticket.assigned" if set(new) == {"assignee_id"} else "ticket.updated"
+    await audit.record(
+        session,
+        organization_id=tenant.id,
+        actor=actor_of(viewer),
+        action=action,
+        table="tickets",
+        record_id=ticket.id,
+        old=old,
+        new=new,
+    )
+    return ticket
+
+
+def apply_status(ticket: Ticket, target: TicketStatus, *, reason: str | None) -> None:
+    """Set a status with the timestamps and counters that go with it."""
+    now = utc_now()
+    previous = TicketStatus(ticket.status)
+    ticket.status = target
+    if target == TicketStatus.RESOLVED:
+        ticket.resolved_at = now
+    elif target == TicketStatus.CLOSED:
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+    elif target == TicketStatus.REJECTED:
+        ticket.rejection_reason = reason
+        ticket.closed_at = now
+    if previous == TicketStatus.RESOLVED and target == TicketStatus.OPEN:
+        ticket.reopened_count += 1
+        ticket.resolved_at = None
+
+
+async def change_status(
+    session: AsyncSession,
+    viewer: Viewer,
+    tenant: Tenant,
+    ticket_id: uuid.UUID,
+    data: StatusChange,
+    *,
+    version: int | None,
+) -> Ticket:
+    ticket = await access_ticket(session, viewer, ticket_id, for_update=True)
+    check_version(ticket, data.version if data.version is not None else version, viewer, tenant)
+    current = TicketStatus(ticket.status)
+    allowed = workflow.allowed_moves(
+        role=viewer.user.role,
+        is_requester=ticket.requester_id == viewer.user.id,
+        current=current,
+        resolved_at=ticket.resolved_at,
+        reopen_window=reopen_window(tenant),
+        now=utc_now(),
+    )
+    if data.status not in allowed:
+        names = ", ".join(sorted(allowed)) or "none"
+        raise Unprocessable(
+            f"A {current} ticket cannot move to {data.status} by you; allowed: {names}.",
+            code="invalid_transition",
+            extra={"allowed": sorted(allowed), "current": current},
+        )
+    if data.status == TicketStatus.REJECTED and not data.reason:
+        raise Unprocessable(
+            "Rejecting a ticket needs a reason.",
+            code="reason_required",
+            errors=[{"loc": ["body", "reason"], "msg": "required to reject", "type": "missing"}],
+        )
+    before = snapshot(ticket)
+    apply_status(ticket, data.status, reason=data.reason)
+    _touch(ticket)
+    await session.flush()
+    old, new = audit.diff(before, snapshot(ticket))
+    await audit.record(
+        session,
+        organization_id=tenant.id,
+        actor=actor_of(viewer),
+        action="ticket.status_changed",
+        table="tickets",
+        record_id=ticket.id,
+        old=old,
+        new={**new, **({"reason": data.reason} if data.reason else {})},
+    )
+    return ticket
+
+
+async def record_reply(session: AsyncSession, ticket: Ticket, *, by: Role, internal: bool) -> None:
+    """A comment stamps activity (and the first response) without bumping the version: a reply
+    must not make a colleague's pending property edit stale."""
+    if not internal and by in (Role.AGENT, Role.ADMIN) and ticket.first_response_at is None:
+        ticket.first_response_at = utc_now()
+    ticket.updated_at = utc_now()
