@@ -2,20 +2,35 @@
 
 from __future__ import annotations
 
+import random
 import uuid
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicedesk import demo_data
 from servicedesk.accounts import service as accounts
 from servicedesk.accounts.repository import DepartmentRepository, UserRepository
 from servicedesk.accounts.schemas import DepartmentCreate, UserCreate
 from servicedesk.config import Settings
 from servicedesk.core.actor import SYSTEM
+from servicedesk.core.clock import utc_now
 from servicedesk.core.runtime import Runtime
-from servicedesk.models import Role, UserStatus
+from servicedesk.models import Role, TicketStatus, UserStatus
 from servicedesk.tenancy import service as tenancy
 from servicedesk.tenancy.repository import OrganizationRepository
 from servicedesk.tenancy.schemas import OrganizationCreate
+from servicedesk.tickets import categories, comments
+from servicedesk.tickets import service as tickets
+from servicedesk.tickets.auth import Viewer
+from servicedesk.tickets.repository import TicketRepository
+from servicedesk.tickets.schemas import (
+    CategoryCreate,
+    CommentCreate,
+    StatusChange,
+    TicketCreate,
+    TicketUpdate,
+)
 
 DEMO_ORG = "acme"
 DEMO_PASSWORD = "Servicedesk-Demo-2026"  # documented demo credential
@@ -117,8 +132,193 @@ async def load_demo(settings: Settings, url: str) -> None:
                 if status == UserStatus.PENDING:
                     user.status = UserStatus.PENDING
                     user.approved_at = None
+        async with runtime.db.tenant_session(org_id) as session:
+            await _ensure_tickets(session, runtime, org_id)
     finally:
         await runtime.db.dispose()
+
+
+EXTRA_REQUESTERS = (
+    ("lena.fischer@acme.example.com", "Lena", "Fischer", "MA0101"),
+    ("omar.haddad@acme.example.com", "Omar", "Haddad", "MA0102"),
+    ("sofia.rossi@acme.example.com", "Sofia", "Rossi", "MA0103"),
+    ("kenji.sato@acme.example.com", "Kenji", "Sato", "MA0104"),
+)
+TICKET_COUNT = 100
+# How a ticket reaches each status through the workflow.
+PATHS: dict[TicketStatus, list[TicketStatus]] = {
+    TicketStatus.NEW: [],
+    TicketStatus.OPEN: [TicketStatus.OPEN],
+    TicketStatus.IN_PROGRESS: [TicketStatus.OPEN, TicketStatus.IN_PROGRESS],
+    TicketStatus.ON_HOLD: [TicketStatus.OPEN, TicketStatus.IN_PROGRESS, TicketStatus.ON_HOLD],
+    TicketStatus.RESOLVED: [TicketStatus.OPEN, TicketStatus.IN_PROGRESS, TicketStatus.RESOLVED],
+    TicketStatus.CLOSED: [
+        TicketStatus.OPEN,
+        TicketStatus.IN_PROGRESS,
+        TicketStatus.RESOLVED,
+        TicketStatus.CLOSED,
+    ],
+    TicketStatus.REJECTED: [TicketStatus.REJECTED],
+}
+STATUS_MIX = (
+    [TicketStatus.NEW] * 18
+    + [TicketStatus.OPEN] * 18
+    + [TicketStatus.IN_PROGRESS] * 20
+    + [TicketStatus.ON_HOLD] * 8
+    + [TicketStatus.RESOLVED] * 14
+    + [TicketStatus.CLOSED] * 16
+    + [TicketStatus.REJECTED] * 6
+)
+
+
+async def _ensure_categories(
+    session: AsyncSession, org_id: uuid.UUID, departments: dict[str, uuid.UUID]
+) -> dict[str, uuid.UUID]:
+    existing = {
+        c.name: c.id for c in await categories.list_categories(session, include_inactive=True)
+    }
+    for spec in demo_data.CATEGORIES:
+        if spec["name"] in existing:
+            continue
+        parent = await categories.create_category(
+            session,
+            CategoryCreate(
+                name=spec["name"],
+                description=spec["description"],
+                default_priority=spec["default_priority"],
+                department_id=departments[spec["department"]],
+                fields=spec["fields"],
+            ),
+            organization_id=org_id,
+            actor=SYSTEM,
+        )
+        existing[parent.name] = parent.id
+        for child in spec.get("children", []):
+            sub = await categories.create_category(
+                session,
+                CategoryCreate(
+                    name=child["name"],
+                    parent_id=parent.id,
+                    default_priority=child["default_priority"],
+                    department_id=departments[spec["department"]],
+                ),
+                organization_id=org_id,
+                actor=SYSTEM,
+            )
+            existing[sub.name] = sub.id
+    return existing
+
+
+async def _ensure_tickets(session: AsyncSession, runtime: Runtime, org_id: uuid.UUID) -> None:
+    """About a hundred tickets in every status, with replies and internal notes."""
+    departments = await _ensure_departments(session, org_id)
+    category_ids = await _ensure_categories(session, org_id, departments)
+    users = UserRepository(session)
+    if await TicketRepository(session).count_all() > 0:
+        return
+    tenant = await tenancy.resolve(session, DEMO_ORG)
+    assert tenant is not None
+    for email, first, last, company_id in EXTRA_REQUESTERS:
+        if not await users.email_taken(email):
+            await accounts.do_create_user(
+                session,
+                runtime.hasher,
+                UserCreate(
+                    email=email,
+                    password=DEMO_PASSWORD,
+                    first_name=first,
+                    last_name=last,
+                    company_id=company_id,
+                    department_id=departments["Finance"],
+                ),
+                organization_id=org_id,
+                actor=SYSTEM,
+            )
+    by_email = {u.email: u for u in await users.list(limit=200)}
+    requesters = [by_email["employee@acme.example.com"]] + [
+        by_email[e[0]] for e in EXTRA_REQUESTERS
+    ]
+    agents = [by_email["agent@acme.example.com"], by_email["hr.agent@acme.example.com"]]
+    admin = by_email["admin@acme.example.com"]
+    rng = random.Random(2026)  # the same demo every time  # noqa: S311
+    now = utc_now()
+    for i in range(TICKET_COUNT):
+        category_name, subject, description, custom = demo_data.REQUESTS[
+            i % len(demo_data.REQUESTS)
+        ]
+        requester = requesters[i % len(requesters)]
+        agent = agents[1] if category_name == "HR Request" else agents[0]
+        status = STATUS_MIX[i % len(STATUS_MIX)]
+        ticket = await tickets.create_ticket(
+            session,
+            Viewer(requester),
+            tenant,
+            TicketCreate(
+                subject=subject if i < len(demo_data.REQUESTS) else f"{subject} (#{i // 20 + 1})",
+                description=description,
+                category_id=category_ids[category_name],
+                channel=rng.choice(["web", "web", "web", "email", "api"]),
+                priority=rng.choice(["low", "medium", "medium", "high", "critical"]),
+                custom_fields=custom,
+                tags=rng.sample(["vip", "onboarding", "hardware", "follow-up", "urgent"], k=i % 3),
+            ),
+        )
+        staff = Viewer(agent)
+        if status != TicketStatus.NEW:
+            ticket = await tickets.update_ticket(
+                session,
+                Viewer(admin),
+                tenant,
+                ticket.id,
+                TicketUpdate(assignee_id=agent.id),
+                version=ticket.version,
+            )
+        for step_no, step in enumerate(PATHS[status]):
+            if step_no == 1 or step == TicketStatus.REJECTED:
+                await comments.add_comment(
+                    session,
+                    staff,
+                    tenant,
+                    ticket.id,
+                    CommentCreate(body=rng.choice(demo_data.PUBLIC_REPLIES)),
+                )
+                if i % 3 == 0:
+                    await comments.add_comment(
+                        session,
+                        staff,
+                        tenant,
+                        ticket.id,
+                        CommentCreate(body=rng.choice(demo_data.INTERNAL_NOTES), is_internal=True),
+                    )
+                if i % 2 == 0 and step != TicketStatus.REJECTED:
+                    await comments.add_comment(
+                        session,
+                        Viewer(requester),
+                        tenant,
+                        ticket.id,
+                        CommentCreate(body=rng.choice(demo_data.REQUESTER_REPLIES)),
+                    )
+            reason = "Duplicate of an earlier request." if step == TicketStatus.REJECTED else None
+            ticket = await tickets.change_status(
+                session,
+                staff,
+                tenant,
+                ticket.id,
+                StatusChange(status=step, reason=reason),
+                version=ticket.version,
+            )
+        # Spread the desk over the last six weeks, oldest first.
+        age = timedelta(hours=(TICKET_COUNT - i) * 10 + rng.randint(0, 9))
+        shift = now - age - ticket.submitted_at
+        ticket.submitted_at += shift
+        ticket.updated_at = min(
+            now, ticket.updated_at + shift + timedelta(hours=rng.randint(1, 48))
+        )
+        for stamp in ("first_response_at", "resolved_at", "closed_at"):
+            value = getattr(ticket, stamp)
+            if value is not None:
+                setattr(ticket, stamp, min(ticket.updated_at, value + shift + timedelta(hours=2)))
+    await session.flush()
 
 
 def print_credentials() -> None:

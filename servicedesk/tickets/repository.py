@@ -55,6 +55,12 @@ class TicketRepository:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def count_all(self) -> int:
+        """Tickets of the bound organization (RLS), regardless of who asks."""
+        return int(
+            (await self.session.execute(select(func.count()).select_from(Ticket))).scalar_one()
+        )
+
     async def get_by_number(self, viewer: Viewer, number: str) -> Ticket | None:
         query = select(Ticket).where(Ticket.number == number.upper(), viewer.ticket_filter())
         return (await self.session.execute(query)).scalar_one_or_none()
