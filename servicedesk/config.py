@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from limits import parse_many
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,10 +51,44 @@ class Settings(BaseSettings):
     rate_refresh_ip: str = Field("60/minute", alias="SERVICEDESK_RATE_REFRESH_IP")
     rate_register_ip: str = Field("10/hour", alias="SERVICEDESK_RATE_REGISTER_IP")
 
+    # File attachments: where bodies are stored, the upload limit, download link lifetime.
+    storage_backend: Literal["local", "s3"] = Field("local", alias="SERVICEDESK_STORAGE_BACKEND")
+    files_dir: Path | None = Field(None, alias="SERVICEDESK_FILES_DIR")
+    """Directory of the `local` backend; unset: `<data dir>/files`."""
+    s3_bucket: str | None = Field(None, alias="SERVICEDESK_S3_BUCKET")
+    s3_prefix: str = Field("", alias="SERVICEDESK_S3_PREFIX")
+    s3_endpoint_url: str | None = Field(None, alias="SERVICEDESK_S3_ENDPOINT_URL")
+    """Unset: AWS S3; set for MinIO, Ceph, R2 and other S3-compatible servers."""
+    s3_region: str | None = Field(None, alias="SERVICEDESK_S3_REGION")
+    s3_access_key_id: str | None = Field(None, alias="SERVICEDESK_S3_ACCESS_KEY_ID")
+    s3_secret_access_key: str | None = Field(None, alias="SERVICEDESK_S3_SECRET_ACCESS_KEY")
+    """Both keys unset: boto3's own chain (AWS_* variables, profile, instance role)."""
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, alias="SERVICEDESK_MAX_UPLOAD_BYTES")
+    download_link_seconds: int = Field(300, ge=1, alias="SERVICEDESK_DOWNLOAD_LINK_SECONDS")
+
     tenant_cache_seconds: float = Field(60.0, alias="SERVICEDESK_TENANT_CACHE_SECONDS")
     log_level: str = Field("INFO", alias="SERVICEDESK_LOG_LEVEL")
     log_json: bool = Field(True, alias="SERVICEDESK_LOG_JSON")
     run_migrations_on_start: bool = Field(True, alias="SERVICEDESK_MIGRATE_ON_START")
+
+    @field_validator("app_db_role")
+    @classmethod
+    def _role_name(cls, value: str) -> str:
+        # Tenant sessions switch to this role for row-level security; it cannot be switched off.
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+            raise ValueError("must be a lowercase PostgreSQL role name")
+        return value
+
+    @field_validator("rate_login_ip", "rate_login_account", "rate_refresh_ip", "rate_register_ip")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        try:
+            parsed = parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"not a rate limit like '30/minute': {exc}") from exc
+        if len(parsed) != 1:
+            raise ValueError("give exactly one limit, like '30/minute'")
+        return value
 
     @property
     def pg_dir(self) -> Path:

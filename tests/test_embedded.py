@@ -51,12 +51,12 @@ def _free_port() -> int:
 
 def test_demo_twice_reuses_data_and_stops_server(tmp_path: Path) -> None:
     env = _env(tmp_path)
-    first = subprocess.run([*CLI, "demo"], env=env, capture_output=True, text=True, timeout=120)
+    first = subprocess.run([*CLI, "demo"], env=env, capture_output=True, text=True, timeout=240)
     assert first.returncode == 0, first.stderr
     assert DEMO_PASSWORD in first.stdout and "admin@acme.example.com" in first.stdout
     assert (tmp_path / "pg" / "PG_VERSION").exists()
     assert not _postmaster_running(tmp_path / "pg"), "embedded server left running"
-    second = subprocess.run([*CLI, "demo"], env=env, capture_output=True, text=True, timeout=120)
+    second = subprocess.run([*CLI, "demo"], env=env, capture_output=True, text=True, timeout=240)
     assert second.returncode == 0, second.stderr
     assert not _postmaster_running(tmp_path / "pg")
 
@@ -71,7 +71,7 @@ def test_serve_starts_embedded_and_stops_it_on_shutdown(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         ready = False
         while time.monotonic() < deadline and not ready:
             try:

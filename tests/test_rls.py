@@ -92,3 +92,19 @@ async def test_unbound_app_role_sees_nothing(runtime: Runtime, org: Organization
         assert (
             await session.execute(select(func.count()).select_from(Organization))
         ).scalar_one() == 0
+
+
+async def test_audit_log_is_append_only_for_the_app(runtime: Runtime, org: Organization) -> None:
+    async with runtime.db.tenant_session(org.id) as session:
+        with pytest.raises((ProgrammingError, DBAPIError), match="permission denied"):
+            await session.execute(text("DELETE FROM audit_log"))
+        await session.rollback()
+    async with runtime.db.tenant_session(org.id) as session:
+        with pytest.raises((ProgrammingError, DBAPIError), match="permission denied"):
+            await session.execute(text("UPDATE login_attempts SET success = true"))
+        await session.rollback()
+    async with runtime.db.session() as session:
+        count = await session.execute(
+            select(func.count()).select_from(AuditLog).where(AuditLog.organization_id == org.id)
+        )
+        assert count.scalar_one() >= 1

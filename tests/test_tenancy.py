@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -9,6 +10,7 @@ import pytest
 
 from servicedesk.app import create_app
 from servicedesk.core.cache import CACHE_HITS
+from servicedesk.core.runtime import Runtime
 from servicedesk.models import Organization, Role, User
 from servicedesk.tenancy import service as tenancy
 from tests.conftest import Session, client_for, test_settings
@@ -90,13 +92,24 @@ async def test_missing_or_unknown_tenant(
     assert r.json()["code"] == code
 
 
+async def set_org_active(runtime: Runtime, org_id: uuid.UUID, *, active: bool) -> None:
+    async with runtime.db.session() as session:
+        org = await tenancy.get_organization(session, org_id)
+        org.is_active = active
+    tenancy.invalidate_tenant(org_id)
+
+
 async def test_deactivated_org_stops_resolving(
     client: httpx.AsyncClient,
     admin: Session,
+    runtime: Runtime,
 ) -> None:
+    # Admins cannot switch their own organization off (it would lock everyone out).
     r = await client.patch("/api/v1/organization", json={"is_active": False}, headers=admin.headers)
-    assert r.status_code == 200, r.text
-    # The cache entry was invalidated by the update: the next request sees the change.
+    assert r.status_code == 422
+    assert (await client.get("/api/v1/me", headers=admin.headers)).status_code == 200
+    # The platform operator can; the cached tenant is invalidated at once.
+    await set_org_active(runtime, admin.org.id, active=False)
     r = await client.get("/api/v1/me", headers=admin.headers)
     assert r.status_code == 404
     assert r.json()["code"] == "tenant_not_found"

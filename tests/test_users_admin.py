@@ -113,7 +113,9 @@ async def all_pages(
 async def audit_entries(
     client: httpx.AsyncClient, admin: Session, **params: Any
 ) -> list[dict[str, Any]]:
-    r = await client.get("/api/v1/audit-log", params={"limit": 200, **params}, headers=admin.headers)
+    r = await client.get(
+        "/api/v1/audit-log", params={"limit": 200, **params}, headers=admin.headers
+    )
     assert r.status_code == 200, r.text
     return list(r.json()["items"])
 
@@ -122,16 +124,18 @@ def b64(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
 
 
+_SOME_ID = "6a0e2c55-6f1c-4c3e-9d0e-2f9a4b1c7d11"
 TAMPERED_CURSORS = [
-    "not-a-cursor",
-    "%%%",
-    b64([1, 2]),
-    b64({"a": 1}),
-    b64(["x", "2024-01-01T00:00:00+00:00", str(uuid.uuid4())]),
-    b64([0, "2024-01-01T00:00:00", str(uuid.uuid4())]),  # naive time
-    b64([0, "2024-01-01T00:00:00+00:00", "not-a-uuid"]),
-    b64([True, "2024-01-01T00:00:00+00:00", str(uuid.uuid4())]),
-    b64([2**40, "2024-01-01T00:00:00+00:00", str(uuid.uuid4())]),  # beyond int4
+    pytest.param("not-a-cursor", id="garbage"),
+    pytest.param("%%%", id="not-base64"),
+    pytest.param(b64([1, 2]), id="short-list"),
+    pytest.param(b64({"a": 1}), id="object"),
+    pytest.param(b64(["x", "2024-01-01T00:00:00+00:00", _SOME_ID]), id="rank-not-int"),
+    pytest.param(b64([0, "2024-01-01T00:00:00", _SOME_ID]), id="naive-time"),
+    pytest.param(b64([0, "2024-01-01T00:00:00+00:00", "not-a-uuid"]), id="bad-uuid"),
+    pytest.param(b64([True, "2024-01-01T00:00:00+00:00", _SOME_ID]), id="rank-bool"),
+    pytest.param(b64([2**40, "2024-01-01T00:00:00+00:00", _SOME_ID]), id="rank-beyond-int4"),
+    pytest.param(b64([7, "2024-01-01T00:00:00+00:00", _SOME_ID]), id="rank-unknown"),
 ]
 
 
@@ -202,7 +206,9 @@ _BAD_REGISTRATIONS = [
     pytest.param({"company_id": "MA123"}, None, id="company-id-short"),
     pytest.param({"company_id": "MA12345"}, None, id="company-id-long"),
     pytest.param({"company_id": "ma1234"}, None, id="company-id-lowercase"),
-    pytest.param({"company_id": "MA١٢٣٤"}, None, id="company-id-non-ascii-digits"),
+    pytest.param(
+        {"company_id": "MA\u0661\u0662\u0663\u0664"}, None, id="company-id-non-ascii-digits"
+    ),
     pytest.param({"email": "not-an-email"}, None, id="email-no-at"),
     pytest.param({"email": "a@b"}, None, id="email-no-tld"),
     pytest.param({"email": ""}, None, id="email-empty"),
@@ -217,7 +223,7 @@ _BAD_REGISTRATIONS = [
     pytest.param({"password": "a" * 129}, None, id="password-too-long"),
     pytest.param({"role": "admin"}, None, id="extra-role"),
     pytest.param({"status": "approved"}, None, id="extra-status"),
-    pytest.param({"organization_id": str(uuid.uuid4())}, None, id="extra-organization"),
+    pytest.param({"organization_id": _SOME_ID}, None, id="extra-organization"),
     pytest.param({"is_active": True}, None, id="extra-is-active"),
     pytest.param({"first_name": "A" * 101}, None, id="first-name-101"),
     pytest.param({"last_name": "B" * 101}, None, id="last-name-101"),
@@ -576,38 +582,18 @@ async def test_status_transitions(
         assert row["status"] == result
 
 
-async def test_suspension_ends_sessions_and_blocks_sign_in(
-    app: object, client: httpx.AsyncClient, admin: Session, make_user: MakeUser, login: Login
-) -> None:
-    member = await login(await make_user(admin.org), admin.org)
-    r = await client.post(f"/api/v1/users/{member.user.id}/suspend", headers=admin.headers)
-    assert r.status_code == 200, r.text
-    r = await client.get("/api/v1/me", headers=member.headers)
-    assert r.status_code == 401
-    r = await client.post(
-        "/api/v1/auth/refresh",
-        json={"refresh_token": member.refresh_token},
-        headers=tenant(admin.org),
-    )
-    assert r.status_code == 401
-    r = await sign_in(app, member.user, admin.org)
-    assert r.status_code == 403, r.text
-    assert r.json()["code"] == "account_suspended"
-
-    r = await client.post(f"/api/v1/users/{member.user.id}/approve", headers=admin.headers)
-    assert r.status_code == 200, r.text
-    assert (await sign_in(app, member.user, admin.org)).status_code == 200
-
-
-async def test_rejected_user_cannot_sign_in(
+async def test_reinstating_a_suspended_user_lets_them_sign_in_again(
     app: object, client: httpx.AsyncClient, admin: Session, make_user: MakeUser
 ) -> None:
-    user = await make_user(admin.org, status=UserStatus.PENDING)
-    r = await client.post(f"/api/v1/users/{user.id}/reject", headers=admin.headers)
+    """(Suspension ending sessions and blocking sign-in is covered in test_auth.py.)"""
+    user = await make_user(admin.org)
+    r = await client.post(f"/api/v1/users/{user.id}/suspend", headers=admin.headers)
     assert r.status_code == 200, r.text
-    r = await sign_in(app, user, admin.org)
-    assert r.status_code == 403
-    assert r.json()["code"] == "account_rejected"
+    assert (await sign_in(app, user, admin.org)).status_code == 403
+    r = await client.post(f"/api/v1/users/{user.id}/approve", headers=admin.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "approved"
+    assert (await sign_in(app, user, admin.org)).status_code == 200
 
 
 async def test_deactivate_and_reactivate(
@@ -646,43 +632,6 @@ async def test_deactivate_and_reactivate(
     assert (await sign_in(app, member.user, admin.org)).status_code == 200
     # The old session stays ended.
     assert (await client.get("/api/v1/me", headers=member.headers)).status_code == 401
-
-
-async def test_admin_sees_and_ends_a_users_sessions(
-    client: httpx.AsyncClient, admin: Session, make_user: MakeUser, login: Login
-) -> None:
-    user = await make_user(admin.org)
-    first = await login(user, admin.org)
-    await login(user, admin.org)
-    r = await client.get(f"/api/v1/users/{user.id}/sessions", headers=admin.headers)
-    assert r.status_code == 200, r.text
-    assert len(r.json()) == 2
-    r = await client.delete(f"/api/v1/users/{user.id}/sessions", headers=admin.headers)
-    assert r.status_code == 204, r.text
-    r = await client.get(f"/api/v1/users/{user.id}/sessions", headers=admin.headers)
-    assert r.json() == []
-    assert (await client.get("/api/v1/me", headers=first.headers)).status_code == 401
-
-
-async def test_a_user_cannot_end_someone_elses_session(
-    client: httpx.AsyncClient, admin: Session, make_user: MakeUser, login: Login
-) -> None:
-    victim = await login(await make_user(admin.org), admin.org)
-    other = await login(await make_user(admin.org), admin.org)
-    r = await client.get(f"/api/v1/users/{victim.user.id}/sessions", headers=admin.headers)
-    family = r.json()[0]["id"]
-    r = await client.delete(f"/api/v1/me/sessions/{family}", headers=other.headers)
-    assert r.status_code in (204, 404), r.text
-    r = await client.get(f"/api/v1/users/{victim.user.id}/sessions", headers=admin.headers)
-    assert [s["id"] for s in r.json()] == [family]
-    r = await client.post(
-        "/api/v1/auth/refresh",
-        json={"refresh_token": victim.refresh_token},
-        headers=tenant(admin.org),
-    )
-    assert r.status_code == 200, r.text
-    entries = await audit_entries(client, admin, action="session.revoked", record_id=family)
-    assert entries == []
 
 
 _ADMIN_ROUTES = [
@@ -821,7 +770,9 @@ async def test_departments_create_update_list(
     actions = [(e["action"], e["record_id"]) for e in entries]
     assert ("department.created", finance["id"]) in actions
     assert ("department.updated", legal["id"]) in actions
-    updated = next(e for e in entries if e["action"] == "department.updated" and e["record_id"] == legal["id"])
+    updated = next(
+        e for e in entries if e["action"] == "department.updated" and e["record_id"] == legal["id"]
+    )
     assert updated["old_values"] == {"name": "Legal", "is_active": True}
     assert updated["new_values"] == {"name": "Legal & Compliance", "is_active": False}
 
@@ -977,7 +928,9 @@ async def test_platform_creates_organizations(
         r = await c.get("/api/v1/auth/departments", headers={"X-Tenant-ID": slug})
         assert r.status_code == 200, r.text
         assert r.json() == []
-        r = await c.post("/api/v1/auth/register", json=registration(), headers={"X-Tenant-ID": slug})
+        r = await c.post(
+            "/api/v1/auth/register", json=registration(), headers={"X-Tenant-ID": slug}
+        )
         assert r.status_code == 201, r.text
         assert r.json()["organization_id"] == created["id"]
 
@@ -1125,17 +1078,21 @@ async def test_audit_log_filters_and_paginates(
         ("department.created", department_id)
     ]
     about_user = await audit_entries(client, admin, record_id=str(users[0].id))
-    assert [e["action"] for e in about_user] == ["user.role_changed", "user.approved", "user.created"]
+    assert [e["action"] for e in about_user] == [
+        "user.role_changed",
+        "user.approved",
+        "user.created",
+    ]
 
     paged = await all_pages(client, "/api/v1/audit-log", admin.headers, limit=2)
     assert [e["id"] for e in paged] == [e["id"] for e in everything]
     paged = await all_pages(client, "/api/v1/audit-log", admin.headers, limit=3, action="user.")
     assert [e["id"] for e in paged] == [e["id"] for e in user_actions]
 
-    for cursor in TAMPERED_CURSORS[:8]:
-        r = await client.get(
-            "/api/v1/audit-log", params={"cursor": cursor}, headers=admin.headers
-        )
+    for cursor in [p.values[0] for p in TAMPERED_CURSORS] + [
+        b64(["2024-01-01T00:00:00", _SOME_ID])
+    ]:
+        r = await client.get("/api/v1/audit-log", params={"cursor": cursor}, headers=admin.headers)
         assert r.status_code == 400, (cursor, r.text)
         assert r.json()["code"] == "invalid_cursor"
     for bad in ({"actor_id": "nope"}, {"limit": 0}, {"limit": 500}, {"since": "yesterday"}):
@@ -1161,7 +1118,11 @@ _ID_ROUTES = [
     pytest.param("DELETE", "/api/v1/users/{user}/sessions", None, "approved", id="end-sessions"),
     pytest.param("GET", "/api/v1/departments/{department}", None, "approved", id="get-dept"),
     pytest.param(
-        "PATCH", "/api/v1/departments/{department}", {"name": "Hijacked"}, "approved", id="patch-dept"
+        "PATCH",
+        "/api/v1/departments/{department}",
+        {"name": "Hijacked"},
+        "approved",
+        id="patch-dept",
     ),
 ]
 
@@ -1220,10 +1181,14 @@ async def test_lists_never_show_another_organizations_rows(
 ) -> None:
     # Activity in the other organization: users, a department, an approval, a sign-in.
     their_admin = await login(await make_user(other_org, Role.ADMIN), other_org)
-    theirs = await make_user(other_org, status=UserStatus.PENDING, email=f"shared-{secrets.token_hex(3)}@example.com")
+    theirs = await make_user(
+        other_org, status=UserStatus.PENDING, email=f"shared-{secrets.token_hex(3)}@example.com"
+    )
     r = await client.post(f"/api/v1/users/{theirs.id}/approve", headers=their_admin.headers)
     assert r.status_code == 200
-    r = await client.post("/api/v1/departments", json={"name": "Theirs"}, headers=their_admin.headers)
+    r = await client.post(
+        "/api/v1/departments", json={"name": "Theirs"}, headers=their_admin.headers
+    )
     assert r.status_code == 201
     their_department = r.json()["id"]
     # Some activity of our own.

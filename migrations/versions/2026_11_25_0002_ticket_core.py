@@ -20,6 +20,7 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+APPEND_ONLY = ("audit_log", "login_attempts")
 TENANT_TABLES = (
     "ticket_counters",
     "categories",
@@ -531,12 +532,17 @@ def upgrade() -> None:
 
     op.execute(SEARCH_FUNCTIONS)
     op.execute(rls.grant_all_sql())
+    # The audit trail and the sign-in log are append-only for the application.
+    for table in APPEND_ONLY:
+        op.execute(f"REVOKE UPDATE, DELETE ON {table} FROM {rls.app_role()}")
     for table in TENANT_TABLES:
         for statement in rls.enable_tenant_rls(table):
             op.execute(statement)
 
 
 def downgrade() -> None:
+    for table in APPEND_ONLY:
+        op.execute(f"GRANT UPDATE, DELETE ON {table} TO {rls.app_role()}")
     op.execute("DROP TRIGGER IF EXISTS comments_touch_ticket_search ON comments")
     op.execute("DROP TRIGGER IF EXISTS tickets_search_vector ON tickets")
     op.execute("DROP FUNCTION IF EXISTS comments_touch_ticket_search()")

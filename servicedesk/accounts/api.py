@@ -96,8 +96,9 @@ def _set_session_cookies(response: Response, runtime: Runtime, tokens: login.Iss
 
 
 def _clear_session_cookies(response: Response) -> None:
-    for name in (ACCESS_COOKIE, REFRESH_COOKIE, CSRF_COOKIE):
-        response.delete_cookie(name, path="/")
+    for name in (ACCESS_COOKIE, REFRESH_COOKIE):
+        response.delete_cookie(name, path="/", httponly=True, samesite="lax")
+    response.delete_cookie(CSRF_COOKIE, path="/", samesite="lax")
 
 
 def _token_response(tokens: login.IssuedTokens) -> TokenResponse:

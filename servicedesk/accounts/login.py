@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -94,10 +95,9 @@ def _log_attempt(
 
 def _check_not_locked(user: User) -> None:
     if user.locked_until and user.locked_until > utc_now():
-        seconds = int((user.locked_until - utc_now()).total_seconds()) + 1
+        minutes = math.ceil((user.locked_until - utc_now()).total_seconds() / 60)
         raise AccountLocked(
-            f"Too many failed sign-ins: the account is locked for {seconds // 60 + 1} more "
-            "minute(s).",
+            f"Too many failed sign-ins: the account is locked for {minutes} more minute(s).",
             extra={"locked_until": user.locked_until.isoformat()},
         )
 

@@ -24,7 +24,8 @@ PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=
 CompanyId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^MA[0-9]{4}$")]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# C0/C1 controls and the bidirectional overrides used to disguise text.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class Strict(BaseModel):

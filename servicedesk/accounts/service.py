@@ -51,6 +51,8 @@ async def _audit_user_change(
     session: AsyncSession, user: User, before: dict[str, Any], *, actor: Actor, action: str
 ) -> None:
     old, new = audit.diff(before, user_snapshot(user))
+    if not new:
+        return
     await audit.record(
         session,
         organization_id=user.organization_id,

@@ -11,6 +11,7 @@ from servicedesk.config import Settings
 from servicedesk.core.db import Database
 from servicedesk.core.ratelimit import RateLimiter
 from servicedesk.core.security import PasswordHashing, SecretBox, TokenSigner
+from servicedesk.core.storage import Storage, build_storage
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Runtime:
     signer: TokenSigner
     secrets: SecretBox
     limiter: RateLimiter
+    storage: Storage
     extras: dict[str, Any]
 
     @classmethod
@@ -39,6 +41,7 @@ class Runtime:
             signer=TokenSigner(secret),
             secrets=SecretBox(secret),
             limiter=RateLimiter(settings.redis_url),
+            storage=build_storage(settings),
             extras={},
         )
 

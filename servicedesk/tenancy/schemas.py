@@ -59,7 +59,6 @@ class OrganizationUpdate(BaseModel):
 
     name: Name | None = None
     timezone: str | None = None
-    is_active: bool | None = None
     settings: OrganizationSettings | None = None
 
     _tz = field_validator("timezone")(_check_timezone)

@@ -108,7 +108,7 @@ async def update_organization(
     changes = data.model_dump(exclude_unset=True)
     if "settings" in changes and data.settings is not None:
         org.settings = {**(org.settings or {}), **data.settings.model_dump(exclude_unset=True)}
-    for field in ("name", "timezone", "is_active"):
+    for field in ("name", "timezone"):
         if field in changes and changes[field] is not None:
             setattr(org, field, changes[field])
     await session.flush()

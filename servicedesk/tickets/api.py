@@ -194,8 +194,8 @@ async def list_tickets(
     updated_to: datetime | None = None,
     q: Annotated[str | None, Query(max_length=200, description="full-text search")] = None,
     view_id: Annotated[uuid.UUID | None, Query(description="apply a saved view")] = None,
-    sort: Annotated[str, Query(pattern=r"^(updated|submitted|priority)$")] = "updated",
-    order: Annotated[str, Query(pattern=r"^(asc|desc)$")] = "desc",
+    sort: Annotated[str | None, Query(pattern=r"^(updated|submitted|priority)$")] = None,
+    order: Annotated[str | None, Query(pattern=r"^(asc|desc)$")] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 25,
 ) -> TicketPage:
@@ -212,6 +212,10 @@ async def list_tickets(
         tag = tag or saved.tag
         channel = channel or saved.channel
         q = q or saved.q
+        sort = sort or saved.sort
+        order = order or saved.order
+    sort = sort or "updated"
+    order = order or "desc"
     filters = TicketFilters(
         statuses=list(status_ or []),
         priorities=list(priority or []),

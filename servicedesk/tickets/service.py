@@ -111,7 +111,8 @@ def check_version(ticket: Ticket, version: int | None, viewer: Viewer, tenant: T
         )
 
 
-def _touch(ticket: Ticket) -> None:
+def touch(ticket: Ticket) -> None:
+    """A change: the next version, and the activity time (also used by bulk updates)."""
     ticket.version += 1
     ticket.updated_at = utc_now()
 
@@ -277,7 +278,7 @@ async def update_ticket(
     old, new = audit.diff(before, snapshot(ticket))
     if not new:
         return ticket
-    _touch(ticket)
+    touch(ticket)
     await session.flush()
     action = "ticket.assigned" if set(new) == {"assignee_id"} else "ticket.updated"
     await audit.record(
@@ -346,7 +347,7 @@ async def change_status(
         )
     before = snapshot(ticket)
     apply_status(ticket, data.status, reason=data.reason)
-    _touch(ticket)
+    touch(ticket)
     await session.flush()
     old, new = audit.diff(before, snapshot(ticket))
     await audit.record(
