@@ -93,13 +93,27 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def cpu_seconds(procs: list[psutil.Process]) -> float:
+def cpu_seconds(procs: list[psutil.Process], *, reaped_children_of: int | None = None) -> float:
+    """User + system CPU seconds of `procs`.
+
+    For the process `reaped_children_of` (the postmaster) the CPU of children it has already
+    reaped is added too, so that backends that exit during a run still count.
+    """
     total = 0.0
     for proc in procs:
         with contextlib.suppress(psutil.Error):
             times = proc.cpu_times()
             total += times.user + times.system
+            if proc.pid == reaped_children_of:
+                total += times.children_user + times.children_system
     return total
+
+
+def postgres_cpu_seconds(pg_dir: Path) -> float:
+    main = postmaster(pg_dir)
+    if main is None:
+        return 0.0
+    return cpu_seconds(postgres_processes(pg_dir), reaped_children_of=main.pid)
 
 
 def busy_cpu_seconds() -> float:
@@ -652,15 +666,14 @@ class Bench:
         app_procs = [app_proc] if app_proc else []
         sessions = pg_sessions(self.pg_dir)
         app_cpu = cpu_seconds(app_procs)
-        pg_cpu = cpu_seconds(postgres_processes(self.pg_dir))
+        pg_cpu = postgres_cpu_seconds(self.pg_dir)
         client_cpu = client_cpu_seconds()
         busy = busy_cpu_seconds()
         result = self.load(wrk, url, token, args.duration)
         busy = busy_cpu_seconds() - busy
         client_cpu = client_cpu_seconds() - client_cpu
         app_cpu = cpu_seconds(app_procs) - app_cpu
-        # Backends that exited during the run take their CPU time with them: floor at 0.
-        pg_cpu = max(0.0, cpu_seconds(postgres_processes(self.pg_dir)) - pg_cpu)
+        pg_cpu = max(0.0, postgres_cpu_seconds(self.pg_dir) - pg_cpu)
         other_cpu = max(0.0, busy - app_cpu - pg_cpu - client_cpu)
         time.sleep(1.5)  # backends flush their statistics within a second of going idle
         sessions_after = pg_sessions(self.pg_dir)

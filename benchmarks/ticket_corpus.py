@@ -110,7 +110,7 @@ ERRORS = (
     "authentication failed",
     "disk full",
     "license expired",
-    "kerberos ticket expired",
+    "session token expired",
     "DNS name not resolved",
     "sync conflict detected",
     "SMTP relay rejected",
@@ -215,6 +215,22 @@ FREQ = ("every time", "several times a day", "about once an hour", "only sometim
 PLACES = ("home", "the branch office", "the train", "a hotel", "the customer site")
 TEAMS = ("network team", "second level", "the vendor", "security", "facility management")
 
+# About 120 terms, each used in ~0.2 % of descriptions: selective full-text searches.
+RARE_TERMS = (
+    "kerberos ldap saml oauth radius dhcp ipsec bitlocker intune autopilot firmware bios uefi "
+    "thunderbolt hdmi displayport raid nas sftp rsync powershell macro pivot vlookup chromebook "
+    "yubikey smartcard citrix-receiver hyperv vmware docker kubernetes ansible terraform jenkins "
+    "gitlab bitbucket postgres oracle mainframe cobol as400 edi sepa iban swift vat invoice-scan "
+    "ocr plotter laminator shredder toner fuser duplex stapler whiteboard beamer soundbar "
+    "subwoofer lectern turnstile intercom cctv sprinkler fire-alarm evacuation asbestos mould "
+    "pigeons elevator-key locker-key parking-permit bicycle-rack shower canteen vending-machine "
+    "microwave dishwasher fridge kettle espresso ergonomic footrest standing-desk headrest "
+    "sabbatical jubilee apprenticeship internship visa work-permit relocation pension-fund "
+    "severance garnishment stipend per-diem mileage-log receipt-scan cost-centre purchase-order "
+    "capex opex accrual depreciation audit-trail compliance gdpr whistleblower sanctions "
+    "anti-bribery insider onboarding-kit offboarding-kit exit-interview badge-photo lanyard"
+).split()
+
 CATEGORY_KINDS = ("it", "access", "asset", "hr", "facility", "finance")
 
 # Terms for the full-text benchmark: (query, what it exercises).
@@ -281,48 +297,73 @@ def subject(rng: random.Random, kind: str) -> str:
     return s[:200]
 
 
-def _sentences(rng: random.Random, kind: str) -> list[str]:
+def _specific(rng: random.Random, kind: str) -> list[str]:
     c = rng.choice
-    pool = [
+    if kind == "hr":
+        return [
+            f"I have a question about my {c(HR_TOPICS)} for this year.",
+            f"Could you check the {c(HR_TOPICS)} in my last statement?",
+            f"My manager {person(rng)} asked me to contact HR about it.",
+        ]
+    if kind == "facility":
+        return [
+            f"The {c(FACILITY_ISSUES).lower()} near room {c(ROOMS)} is a safety risk.",
+            f"Facility management was informed {c(WHEN)} already.",
+            f"It is on floor {rng.randint(1, 9)} next to the {c(('kitchen', 'stairs', 'lifts'))}.",
+        ]
+    if kind == "finance":
+        return [
+            f"The {c(PROJECTS)} needs {rng.randint(2, 90) * 100} EUR for {c(EXPENSES)}.",
+            f"The cost centre is CC-{rng.randint(100, 999)}.",
+            f"Receipts are attached; the approver is {person(rng)}.",
+        ]
+    if kind == "access":
+        return [
+            f"My manager {person(rng)} approved the access.",
+            f"I need it for the {c(PROJECTS)} starting next week.",
+            f"The {c(SERVICES)} says '{c(ERRORS)}' when I sign in.",
+        ]
+    if kind == "asset":
+        return [
+            f"The new colleague starts on {c(('Monday', 'the 1st', 'next week'))}.",
+            f"Please order a {c(DEVICES)} from {c(VENDORS)} if none is in stock.",
+        ]
+    return [
         f"Since {c(WHEN)} the {c(DEVICES)} {c(PROBLEMS)}.",
-        f"I tried {c(ATTEMPTS)} but it did not help.",
         f'The error message says "{c(ERRORS)}".',
+        f"{c(APPS)} {c(PROBLEMS)} when I open large files.",
+        f"The {c(SERVICES)} {c(PROBLEMS)} for {c(WHO)}.",
+    ]
+
+
+def _generic(rng: random.Random) -> list[str]:
+    c = rng.choice
+    return [
+        f"I tried {c(ATTEMPTS)} but it did not help.",
         f"This affects {c(WHO)} and blocks {c(WORK)}.",
         f"It happens {c(FREQ)}, mostly in the afternoon.",
         f"I am working from {c(PLACES)} this week.",
         f"My asset tag is {asset_tag(rng)} and the hostname is {hostname(rng)}.",
-        f"{c(APPS)} {c(PROBLEMS)} when I open large files.",
-        f"The {c(SERVICES)} {c(PROBLEMS)} for {c(WHO)}.",
+        f"I already asked {person(rng)} from my team, who has the same problem.",
+        f"Please call me on extension {rng.randint(2000, 7999)} if anything is unclear.",
     ]
-    if kind == "hr":
-        pool += [
-            f"I have a question about my {c(HR_TOPICS)} for this year.",
-            f"Could you check the {c(HR_TOPICS)} in my last statement?",
-        ]
-    elif kind == "facility":
-        pool += [
-            f"The {c(FACILITY_ISSUES).lower()} near room {c(ROOMS)} is a safety risk.",
-            f"Facility management was informed {c(WHEN)} already.",
-        ]
-    elif kind == "finance":
-        pool += [
-            f"The {c(PROJECTS)} needs {rng.randint(2, 90) * 100} EUR for {c(EXPENSES)}.",
-            f"The cost centre is CC-{rng.randint(100, 999)}.",
-        ]
-    elif kind == "access":
-        pool += [
-            f"My manager {person(rng)} approved the access.",
-            f"I need it for the {c(PROJECTS)} starting next week.",
-        ]
-    return pool
 
 
 def description(rng: random.Random, kind: str) -> str:
-    """2-3 short paragraphs of Markdown-free text (paragraphs separated by a blank line)."""
-    paragraphs = []
-    for _ in range(rng.randint(2, 3)):
-        pool = _sentences(rng, kind)
-        paragraphs.append(" ".join(rng.sample(pool, rng.randint(2, 4))))
+    """2-4 short paragraphs of Markdown-free text (paragraphs separated by a blank line).
+
+    The first paragraph states the problem, an optional second one adds details; one ticket in
+    four mentions a term of RARE_TERMS (each in about 0.2 % of tickets).
+    """
+    paragraphs = [" ".join(rng.sample(_specific(rng, kind), 2))]
+    generic = _generic(rng)
+    rng.shuffle(generic)
+    if rng.random() < 0.8:
+        paragraphs.append(" ".join(generic[: rng.randint(1, 3)]))
+    if rng.random() < 0.4:
+        paragraphs.append(" ".join(generic[3:]))
+    if rng.random() < 0.25:
+        paragraphs.append(f"It might be related to {rng.choice(RARE_TERMS)}.")
     paragraphs.append(f"Thanks, {rng.choice(FIRST_NAMES)}")
     return "\n\n".join(paragraphs)
 
@@ -337,7 +378,7 @@ def agent_reply(rng: random.Random) -> str:
         "I have reset your password. You will be asked to choose a new one at the next sign-in.",
         f"This is a known issue with {c(APPS)} after the last update; a fix is being rolled out.",
         f"I granted the access. It can take up to an hour until the {c(SERVICES)} picks it up.",
-        "Your request has been approved and forwarded to payroll.",
+        "Your request has been approved and forwarded to the responsible team.",
     )
     return c(options)
 

@@ -24,6 +24,7 @@ from servicedesk.core.runtime import Runtime, get_runtime
 from servicedesk.tenancy import api as tenancy_api
 from servicedesk.tenancy import service as tenancy_service
 from servicedesk.tickets import api as tickets_api
+from servicedesk.tickets import attachments_api
 from servicedesk.tickets import bulk_api as tickets_bulk_api
 
 
@@ -67,6 +68,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         tickets_bulk_api.router,  # before tickets_api.router: /bulk and /import are not ids
         tickets_api.router,
         tickets_api.views_router,
+        attachments_api.router,
+        attachments_api.download_router,
     ):
         app.include_router(router)
 

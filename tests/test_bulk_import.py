@@ -582,17 +582,18 @@ async def test_import_bad_rows_are_all_reported_and_nothing_is_written(
         _row(12, req, status="rejected"),
         _row(13, req, **{"field:cost": "[{not json"}),
         _row(14, req),
+        _row(15, req, description="  \x01\x02  tiny    "),
     ]
     for dry_run in (True, False):
         r = await _import(client, admin, _csv(rows), dry_run=dry_run)
         assert r.status_code == 422, r.text
         problem = r.json()
         assert problem["code"] == "import_invalid"
-        assert problem["detail"].startswith("12 rows of 14 have errors")
+        assert problem["detail"].startswith("13 rows of 15 have errors")
         report = {
             e["row"]: {(x["column"], x["message"]) for x in e["errors"]} for e in problem["rows"]
         }
-        assert sorted(report) == list(range(2, 14))
+        assert sorted(report) == [*range(2, 14), 15]
         assert report[2] == {("category", "no active category named 'Nonexistent'")}
         assert report[3] == {("priority", "must be one of low, medium, high, critical")}
         assert report[4] == {
@@ -610,6 +611,7 @@ async def test_import_bad_rows_are_all_reported_and_nothing_is_written(
         assert report[11] == {("resolved_at", "is before submitted_at")}
         assert report[12] == {("rejection_reason", "is required for a rejected ticket")}
         assert {c for c, _ in report[13]} == {"field:cost"}
+        assert report[15] == {("description", "must have at least 10 visible characters")}
         assert [e["line"] for e in problem["rows"]][:2] == [3, 4]
     assert await _ticket_count(runtime, org) == 0
 

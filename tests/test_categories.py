@@ -4,11 +4,12 @@ tickets alone."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
-from tests.conftest import Session
+from tests.conftest import Session, client_for
 from tests.ticket_helpers import (
     CATEGORIES,
     TICKETS,
@@ -84,9 +85,7 @@ async def test_realistic_categories_are_seeded_with_their_definitions(desk: Desk
 async def test_name_is_unique_per_organization_case_insensitively(
     desk: Desk, other_org: Any, make_user: Any, login: Any
 ) -> None:
-    r = await desk.client.post(
-        CATEGORIES, json={"name": "it support"}, headers=desk.admin.headers
-    )
+    r = await desk.client.post(CATEGORIES, json={"name": "it support"}, headers=desk.admin.headers)
     problem(r, 409, "category_name_taken")
     r = await desk.client.post(
         CATEGORIES, json={"name": "  IT SUPPORT  "}, headers=desk.admin.headers
@@ -105,6 +104,27 @@ async def test_name_is_unique_per_organization_case_insensitively(
     other_admin = await login(await make_user(other_org, "admin"), other_org)
     other = await make_category(desk.client, other_admin, name="IT Support")
     assert other["id"] != desk.it["id"]
+
+
+async def test_concurrent_creates_of_one_name_make_one_category(desk: Desk, app: object) -> None:
+    clients = [client_for(app) for _ in range(5)]
+    try:
+        responses = await asyncio.gather(
+            *(
+                c.post(
+                    CATEGORIES, json={"name": f"Facilities{' ' * i}"}, headers=desk.admin.headers
+                )
+                for i, c in enumerate(clients)
+            )
+        )
+    finally:
+        for c in clients:
+            await c.aclose()
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409], [
+        r.text for r in responses
+    ]
+    r = await desk.client.get(CATEGORIES, headers=desk.admin.headers)
+    assert [c["name"] for c in r.json()].count("Facilities") == 1
 
 
 async def test_sub_categories_are_one_level_deep(desk: Desk) -> None:
@@ -460,4 +480,3 @@ async def test_category_changes_are_audited(desk: Desk) -> None:
     assert updated["old_values"] == {"default_priority": "low"}
     assert updated["new_values"] == {"default_priority": "high"}
     assert updated["actor_id"] == str(desk.admin.user.id)
-

@@ -9,6 +9,9 @@ explicitly: `from tests.ticket_helpers import desk_fixture  # noqa: F401` and ta
 from __future__ import annotations
 
 import html.parser
+import itertools
+import re
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,9 +22,14 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from servicedesk.accounts import service as accounts
+from servicedesk.accounts.schemas import UserCreate
+from servicedesk.core.actor import SYSTEM
 from servicedesk.core.runtime import Runtime
 from servicedesk.models import Organization, Role, User
-from tests.conftest import Session
+from servicedesk.tenancy import service as tenancy
+from servicedesk.tenancy.schemas import OrganizationCreate
+from tests.conftest import PASSWORD, Session, client_for
 
 API = "/api/v1"
 TICKETS = f"{API}/tickets"
@@ -118,7 +126,9 @@ class Desk:
     budget: dict[str, Any]
     _subjects: int = field(default=0)
 
-    def ticket_body(self, category: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    def ticket_body(
+        self, category: dict[str, Any] | None = None, **overrides: Any
+    ) -> dict[str, Any]:
         self._subjects += 1
         category = category or self.it
         body: dict[str, Any] = {
@@ -190,7 +200,12 @@ class Desk:
         )
 
     async def comment(
-        self, ticket: dict[str, Any], body: str, who: Session | None = None, *, internal: bool = False
+        self,
+        ticket: dict[str, Any],
+        body: str,
+        who: Session | None = None,
+        *,
+        internal: bool = False,
     ) -> dict[str, Any]:
         r = await self.client.post(
             f"{TICKETS}/{ticket['id']}/comments",
@@ -205,7 +220,9 @@ class Desk:
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
 
-    async def search(self, q: str, who: Session | None = None, **params: Any) -> list[dict[str, Any]]:
+    async def search(
+        self, q: str, who: Session | None = None, **params: Any
+    ) -> list[dict[str, Any]]:
         r = await self.client.get(
             TICKETS, params={"q": q, "limit": 100, **params}, headers=(who or self.admin).headers
         )
@@ -235,15 +252,13 @@ class Desk:
     async def age_ticket(self, ticket: dict[str, Any], column: str, by: timedelta) -> None:
         assert column in ("submitted_at", "resolved_at", "updated_at")
         await self.sql(
-            f"UPDATE tickets SET {column} = {column} - :by WHERE id = :id",  # noqa: S608
+            f"UPDATE tickets SET {column} = {column} - CAST(:by AS interval) WHERE id = :id",  # noqa: S608
             by=by,
             id=uuid.UUID(ticket["id"]),
         )
 
 
-async def make_category(
-    client: httpx.AsyncClient, admin: Session, **body: Any
-) -> dict[str, Any]:
+async def make_category(client: httpx.AsyncClient, admin: Session, **body: Any) -> dict[str, Any]:
     r = await client.post(CATEGORIES, json=body, headers=admin.headers)
     assert r.status_code == 201, r.text
     return r.json()  # type: ignore[no-any-return]
@@ -311,6 +326,48 @@ async def build_desk(
     )
 
 
+async def new_desk(app: object, runtime: Runtime, client: httpx.AsyncClient, name: str) -> Desk:
+    """A desk in a new organization, without the function-scoped conftest fixtures (for
+    module-scoped set-ups): the same steps as `make_org`, `make_user` and `login`."""
+    async with runtime.db.session() as session:
+        org = await tenancy.create_organization(
+            session, OrganizationCreate(slug=f"t{secrets.token_hex(5)}", name=name), actor=SYSTEM
+        )
+
+    async def make_user(org: Organization, role: Role = Role.REQUESTER) -> User:
+        async with runtime.db.tenant_session(org.id) as session:
+            return await accounts.do_create_user(
+                session,
+                runtime.hasher,
+                UserCreate(
+                    email=f"{role}-{secrets.token_hex(4)}@example.com",
+                    password=PASSWORD,
+                    first_name="Test",
+                    last_name=role.capitalize(),
+                    role=role,
+                    company_id=f"MA{next(_company_ids) % 10000:04d}",
+                ),
+                organization_id=org.id,
+                actor=SYSTEM,
+            )
+
+    async def login(user: User, org: Organization) -> Session:
+        async with client_for(app) as c:
+            r = await c.post(
+                f"{API}/auth/login",
+                json={"email": user.email, "password": PASSWORD},
+                headers={"X-Tenant-ID": org.slug},
+            )
+        assert r.status_code == 200, r.text
+        return Session(user, org, r.json()["access_token"], r.json()["refresh_token"])
+
+    admin = await login(await make_user(org, Role.ADMIN), org)
+    return await build_desk(client, runtime, org, admin, make_user, login)
+
+
+_company_ids = itertools.count(7000)
+
+
 @pytest.fixture(name="desk")
 async def desk_fixture(
     client: httpx.AsyncClient,
@@ -361,15 +418,24 @@ class _HtmlAudit(html.parser.HTMLParser):
 
 
 def assert_safe_html(markup: str) -> None:
-    """No script, no event handler attribute, no non-http(s)/mailto link: parsed, not grepped
-    (escaped text such as `&lt;img onerror=…&gt;` is harmless and may remain as text)."""
-    assert "<script" not in markup.lower(), markup
-    assert 'href="javascript' not in markup.lower(), markup
-    assert "<img" not in markup.lower(), markup
+    """No script, no event handler, no javascript:/data: link in any *tag* of the markup.
+
+    Checked on the tags themselves (every literal `<…>` of sanitised output is a real tag,
+    since a `<` in text is escaped) and with an HTML parser: escaped text such as
+    `&lt;img onerror=…&gt;` is harmless and may remain visible as text.
+    """
+    tags = [t.lower() for t in _TAG.findall(markup)]
+    assert not [t for t in tags if t.startswith(("<script", "<img", "<iframe", "<svg"))], markup
+    assert not [t for t in tags if "onerror" in t or "onload" in t], markup
+    assert not [t for t in tags if 'href="javascript' in t or "javascript:" in t], markup
     audit = _HtmlAudit()
     audit.feed(markup)
     audit.close()
     assert audit.bad == [], (audit.bad, markup)
+    assert "script" not in audit.tags and "img" not in audit.tags, markup
+
+
+_TAG = re.compile(r"<[^>]*>")
 
 
 def parse_time(value: str) -> datetime:

@@ -94,7 +94,10 @@ class RequestPipelineMiddleware:
                     extra.append(
                         (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
                     )
-                message["headers"] = list(message.get("headers", [])) + extra
+                existing = list(message.get("headers", []))
+                # A route that set its own (stricter) header keeps it, e.g. file downloads.
+                present = {name.lower() for name, _ in existing}
+                message["headers"] = existing + [h for h in extra if h[0] not in present]
             await send(message)
 
         try:

@@ -9,7 +9,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from servicedesk.core.context import current_request
@@ -167,8 +167,28 @@ async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
     )
 
 
+# Text PostgreSQL cannot store (a NUL byte in a string or a JSON \u0000): the client's input.
+_UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+
+
+async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
+    """A NUL in any input reaches PostgreSQL only to be refused: 422, not a 500. Every other
+    database error stays unhandled (logged, 500)."""
+    assert isinstance(exc, DBAPIError)
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if sqlstate in _UNSTORABLE_TEXT:
+        return problem(
+            422,
+            code="invalid_characters",
+            detail="The request contains characters that cannot be stored, such as NUL.",
+            request=request,
+        )
+    raise exc
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

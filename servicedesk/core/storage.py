@@ -245,7 +245,10 @@ class S3Storage(Storage):
         return self.prefix + check_key(key)
 
     async def _call(self, method: Callable[..., Any], **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import (  # type: ignore[import-untyped]
+            BotoCoreError,
+            ClientError,
+        )
 
         try:
             return await to_thread.run_sync(lambda: method(Bucket=self.bucket, **kwargs))

@@ -33,6 +33,7 @@ class OrganizationSettings(BaseModel):
 
     agents_restricted_to_departments: bool = False
     reopen_window_days: int = Field(7, ge=0, le=365)
+    comment_edit_window_minutes: int = Field(15, ge=0, le=1440)
     brand_color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
     support_email: str | None = Field(None, max_length=254)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 import uuid
 from datetime import datetime
@@ -154,8 +153,16 @@ async def create_ticket(
     return response
 
 
-def _headline(raw: str) -> str:
-    return html.escape(raw).replace(HL_START, "<mark>").replace(HL_STOP, "</mark>")
+def _headline(escaped: str) -> str:
+    """A headline cut from HTML-escaped text (see the repository): escape the quotes too, keep
+    any stray `<`/`>` out, then turn the match markers into <mark>."""
+    safe = (
+        escaped.replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        .replace("'", "&#x27;")
+    )
+    return safe.replace(HL_START, "<mark>").replace(HL_STOP, "</mark>")
 
 
 _SORT_SHAPES: dict[str, tuple[type, ...]] = {
@@ -183,7 +190,7 @@ async def list_tickets(
     department_id: uuid.UUID | None = None,
     assignee: Annotated[
         str | None,
-        Query(pattern=r"^(me|none|[0-9a-fA-F-]{36})$", description="user id, `me` or `none`"),
+        Query(pattern=views.ASSIGNEE_PATTERN, description="user id, `me` or `none`"),
     ] = None,
     requester_id: uuid.UUID | None = None,
     tag: Annotated[str | None, Query(max_length=50)] = None,

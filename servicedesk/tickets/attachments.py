@@ -52,8 +52,6 @@ _WINDOWS_DEVICES = re.compile(r"^(con|prn|aux|nul|com[0-9]|lpt[0-9])(\..*)?$", r
 
 
 class AttachmentNotFound(NotFound):
-    code = "not_found"
-
     def __init__(self) -> None:
         super().__init__("Attachment not found.")
 
@@ -122,22 +120,27 @@ class LinkInvalid(Exception):
 
 
 class DownloadLinks:
-    """Signs and checks download tokens (itsdangerous, HMAC-SHA1 over a derived key + time)."""
+    """Signs and checks download tokens: itsdangerous (HMAC + timestamp) over a key derived
+    from the server secret, so a link cannot be forged, altered or used after its lifetime."""
 
     SALT = "servicedesk.attachment-download.v1"
 
-    def __init__(self, secret: str, *, lifetime_seconds: int) -> None:
+    def __init__(self, secret: str) -> None:
         key = hashlib.sha256(b"servicedesk-download-links:" + secret.encode()).hexdigest()
         self._serializer = URLSafeTimedSerializer(key, salt=self.SALT)
-        self.lifetime = timedelta(seconds=lifetime_seconds)
 
     def issue(
-        self, *, organization_id: uuid.UUID, attachment_id: uuid.UUID, user_id: uuid.UUID
+        self,
+        *,
+        organization_id: uuid.UUID,
+        attachment_id: uuid.UUID,
+        user_id: uuid.UUID,
+        lifetime_seconds: int,
     ) -> tuple[str, datetime]:
         token = self._serializer.dumps(
             {"o": str(organization_id), "a": str(attachment_id), "u": str(user_id)}
         )
-        return token, utc_now() + self.lifetime
+        return token, utc_now() + timedelta(seconds=lifetime_seconds)
 
     @staticmethod
     def _claims(payload: object) -> LinkClaims:
@@ -145,17 +148,21 @@ class DownloadLinks:
             raise LinkInvalid("payload is not an object")
         try:
             return LinkClaims(
-                uuid.UUID(str(payload["o"])), uuid.UUID(str(payload["a"])), uuid.UUID(str(payload["u"]))
+                organization_id=uuid.UUID(str(payload["o"])),
+                attachment_id=uuid.UUID(str(payload["a"])),
+                user_id=uuid.UUID(str(payload["u"])),
             )
         except (KeyError, ValueError) as exc:
             raise LinkInvalid("payload has the wrong shape") from exc
 
-    def verify(self, token: str) -> LinkClaims:
+    def verify(self, token: str, *, lifetime_seconds: int) -> LinkClaims:
         """The claims of a genuine, unexpired token; `LinkExpired` / `LinkInvalid` otherwise."""
         try:
-            payload = self._serializer.loads(token, max_age=int(self.lifetime.total_seconds()))
+            payload = self._serializer.loads(token, max_age=lifetime_seconds)
         except SignatureExpired as exc:
             # The signature was good, only the time ran out: say so (to its own user only).
+            if not isinstance(exc.payload, bytes):
+                raise LinkInvalid("unreadable payload") from exc
             try:
                 expired = self._serializer.load_payload(exc.payload)
             except BadData as inner:
@@ -193,7 +200,9 @@ class AttachmentRepository:
             query = query.where(Attachment.is_internal.is_(False))
         return query
 
-    async def list(self, ticket_id: uuid.UUID, *, include_internal: bool) -> builtins.list[Attachment]:
+    async def list(
+        self, ticket_id: uuid.UUID, *, include_internal: bool
+    ) -> builtins.list[Attachment]:
         query = (
             self._live(include_internal=include_internal)
             .where(Attachment.ticket_id == ticket_id)
@@ -235,12 +244,16 @@ class Inspected:
     size: int
 
 
+def payload_too_large(max_bytes: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"Files can be at most {max_bytes} bytes ({max_bytes / 1048576:.1f} MiB).",
+        extra={"max_bytes": max_bytes},
+    )
+
+
 def check_size(size: int, max_bytes: int) -> None:
     if size > max_bytes:
-        raise PayloadTooLarge(
-            f"Files can be at most {max_bytes} bytes ({max_bytes / 1048576:.1f} MiB).",
-            extra={"max_bytes": max_bytes},
-        )
+        raise payload_too_large(max_bytes)
     if size == 0:
         raise Unprocessable(
             "The file is empty.",
@@ -355,12 +368,20 @@ async def list_attachments(
 
 
 async def access_attachment(
-    session: AsyncSession, viewer: Viewer, ticket_id: uuid.UUID, attachment_id: uuid.UUID
+    session: AsyncSession,
+    viewer: Viewer,
+    ticket_id: uuid.UUID,
+    attachment_id: uuid.UUID,
+    *,
+    for_update: bool = False,
 ) -> Attachment:
     """A live attachment of a ticket the viewer sees, or 404 alike for missing and hidden."""
     ticket = await tickets.access_ticket(session, viewer, ticket_id)
     attachment = await AttachmentRepository(session).get(
-        attachment_id, ticket_id=ticket.id, include_internal=viewer.sees_internal
+        attachment_id,
+        ticket_id=ticket.id,
+        include_internal=viewer.sees_internal,
+        for_update=for_update,
     )
     if attachment is None:
         raise AttachmentNotFound()
@@ -375,12 +396,7 @@ async def delete_attachment(
     attachment_id: uuid.UUID,
 ) -> None:
     """Soft delete by the uploader or an admin; the body stays in storage."""
-    ticket = await tickets.access_ticket(session, viewer, ticket_id)
-    attachment = await AttachmentRepository(session).get(
-        attachment_id, ticket_id=ticket.id, include_internal=viewer.sees_internal, for_update=True
-    )
-    if attachment is None:
-        raise AttachmentNotFound()
+    attachment = await access_attachment(session, viewer, ticket_id, attachment_id, for_update=True)
     if attachment.uploader_id != viewer.user.id and viewer.user.role != Role.ADMIN:
         raise Forbidden("Only the uploader or an admin can delete a file.", code="not_uploader")
     attachment.deleted_at = utc_now()
@@ -402,7 +418,13 @@ async def delete_attachment(
 
 
 async def access_download(
-    session: AsyncSession, viewer: Viewer, tenant: Tenant, links: DownloadLinks, token: str
+    session: AsyncSession,
+    viewer: Viewer,
+    tenant: Tenant,
+    links: DownloadLinks,
+    token: str,
+    *,
+    lifetime_seconds: int,
 ) -> Attachment:
     """The attachment a link names, if the link is genuine, current, the caller's own, and
     the caller can still see the ticket and the file.
@@ -412,7 +434,7 @@ async def access_download(
     link of the caller → 403 `download_link_expired`; lost visibility or deleted → 404.
     """
     try:
-        claims = links.verify(token)
+        claims = links.verify(token, lifetime_seconds=lifetime_seconds)
         expired = False
     except LinkInvalid as exc:
         raise NotFound("The download link is invalid.", code="download_link_invalid") from exc

@@ -500,10 +500,8 @@ class _RowChecker:
         self.lookups = lookups
         self.header = header
         self.now = now
-        self.field_columns = [
-            (i, name[len(FIELD_PREFIX) :])
-            for i, name in enumerate(header)
-            if name.startswith(FIELD_PREFIX)
+        self.field_keys = [
+            name[len(FIELD_PREFIX) :] for name in header if name.startswith(FIELD_PREFIX)
         ]
 
     def check(self, number: int, cells: list[str]) -> tuple[_Row | None, list[dict[str, str]]]:
@@ -526,9 +524,9 @@ class _RowChecker:
             bad("subject", "must have at least 5 characters")
         elif len(raw_subject.strip()) > 200:
             bad("subject", "must have at most 200 characters")
-        description = get("description")
-        if len(description) < 10:
-            bad("description", "must have at least 10 characters")
+        description = strip_control(get("description"))
+        if len(description.strip()) < 10:  # as service.create_ticket: visible characters
+            bad("description", "must have at least 10 visible characters")
         elif len(description) > 50_000:
             bad("description", "must have at most 50,000 characters")
 
@@ -586,7 +584,7 @@ class _RowChecker:
             "id": uuid.uuid4(),
             "organization_id": self.tenant.id,
             "subject": subject,
-            "description": strip_control(description),
+            "description": description,
             "category_id": category.id,
             "subcategory_id": sub.id if sub else None,
             "priority": priority,
@@ -641,7 +639,7 @@ class _RowChecker:
             form = self.lookups.forms[key] = _Form(definitions, parsed)
         values: dict[str, Any] = {}
         reported: set[str] = set()
-        for _, name in self.field_columns:
+        for name in self.field_keys:
             raw = cell[FIELD_PREFIX + name]
             if not raw.strip():
                 continue

@@ -19,6 +19,12 @@ from servicedesk.tickets.auth import Viewer
 HL_START, HL_STOP = "\x02", "\x03"
 
 
+def _html_escaped(text: Any) -> Any:
+    """`&`, `<` and `>` as entities, in SQL: ts_headline's parser drops anything tag-like
+    (`<b>`), so the headline is cut from escaped text and keeps it (as `&lt;b&gt;`)."""
+    return func.replace(func.replace(func.replace(text, "&", "&amp;"), "<", "&lt;"), ">", "&gt;")
+
+
 @dataclass
 class TicketFilters:
     statuses: list[str] = field(default_factory=list)
@@ -142,7 +148,9 @@ class TicketRepository:
         """Full-text (weighted tsvector) plus fuzzy number/subject matches, best first."""
         tsq = func.websearch_to_tsquery("english", text_query)
         fts = Ticket.search_vector.op("@@")(tsq)
-        fuzzy_subject = Ticket.subject.op("%")(text_query)
+        # pg_trgm word similarity: the query is like a word (or run of words) of the subject,
+        # so a misspelled word finds a long subject (`%` compares with the whole subject).
+        fuzzy_subject = Ticket.subject.op("%>")(text_query)
         number_match = Ticket.number.ilike(like_prefix(text_query.strip().upper()))
         score = (
             func.ts_rank_cd(Ticket.search_vector, tsq)
@@ -151,7 +159,7 @@ class TicketRepository:
         ).label("score")
         headline = func.ts_headline(
             "english",
-            Ticket.subject + literal(" — ") + func.left(Ticket.description, 2000),
+            _html_escaped(Ticket.subject + literal(" — ") + func.left(Ticket.description, 2000)),
             tsq,
             f"StartSel={HL_START}, StopSel={HL_STOP}, MaxWords=30, MinWords=10, MaxFragments=2",
         ).label("headline")

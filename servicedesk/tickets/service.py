@@ -111,6 +111,32 @@ def check_version(ticket: Ticket, version: int | None, viewer: Viewer, tenant: T
         )
 
 
+def _subject(source: str) -> str:
+    """The subject as plain text; 422 unless 5 visible characters remain."""
+    subject = plain(source)
+    if len(subject) < 5:
+        raise Unprocessable(
+            "The subject needs at least 5 visible characters.",
+            code="validation_error",
+            errors=[{"loc": ["body", "subject"], "msg": "too short", "type": "string_too_short"}],
+        )
+    return subject
+
+
+def _description(source: str) -> str:
+    """The description without control characters; 422 unless 10 visible characters remain."""
+    description = strip_control(source)
+    if len(description.strip()) < 10:
+        raise Unprocessable(
+            "The description needs at least 10 visible characters.",
+            code="validation_error",
+            errors=[
+                {"loc": ["body", "description"], "msg": "too short", "type": "string_too_short"}
+            ],
+        )
+    return description
+
+
 def touch(ticket: Ticket) -> None:
     """A change: the next version, and the activity time (also used by bulk updates)."""
     ticket.version += 1
@@ -159,6 +185,7 @@ async def create_ticket(
                 code="field_not_allowed",
                 errors=[{"loc": ["body", "requester_id"], "msg": "not allowed", "type": "x"}],
             )
+    subject, description = _subject(data.subject), _description(data.description)
     category, sub = await _check_category(session, data.category_id, data.subcategory_id)
     definition = (sub.fields if sub else []) + category.fields
     custom = validate_values(definition, data.custom_fields)
@@ -180,9 +207,9 @@ async def create_ticket(
     ticket = Ticket(
         organization_id=tenant.id,
         number=await numbering.next_number(session, tenant.id, now.year),
-        subject=plain(data.subject),
-        description=strip_control(data.description),
-        description_html=render_markdown(data.description),
+        subject=subject,
+        description=description,
+        description_html=render_markdown(description),
         category_id=category.id,
         subcategory_id=sub.id if sub else None,
         priority=data.priority or (sub.default_priority if sub else category.default_priority),
@@ -197,12 +224,6 @@ async def create_ticket(
         updated_at=now,
         version=1,
     )
-    if len(ticket.subject) < 5:
-        raise Unprocessable(
-            "The subject needs at least 5 visible characters.",
-            code="validation_error",
-            errors=[{"loc": ["body", "subject"], "msg": "too short", "type": "string_too_short"}],
-        )
     session.add(ticket)
     await session.flush()
     await audit.record(
@@ -244,10 +265,10 @@ async def update_ticket(
                 errors=[{"loc": ["body", required], "msg": "cannot be null", "type": "x"}],
             )
     if "subject" in changes:
-        ticket.subject = plain(changes["subject"])
+        ticket.subject = _subject(changes["subject"])
     if "description" in changes:
-        ticket.description = strip_control(changes["description"])
-        ticket.description_html = render_markdown(changes["description"])
+        ticket.description = _description(changes["description"])
+        ticket.description_html = render_markdown(ticket.description)
     if "category_id" in changes or "subcategory_id" in changes:
         category_id = changes.get("category_id", ticket.category_id)
         sub_id = changes.get(

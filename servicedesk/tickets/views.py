@@ -12,6 +12,10 @@ from servicedesk.core.errors import Conflict, NotFound
 from servicedesk.models import Channel, Priority, SavedView, TicketStatus
 from servicedesk.tickets.repository import SavedViewRepository
 
+# A user id (a real UUID: 36 dashes would pass a looser pattern and fail later), `me` or `none`.
+_HEX = "[0-9a-fA-F]"
+ASSIGNEE_PATTERN = rf"^(me|none|{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})$"
+
 
 class ViewFilters(BaseModel):
     """The filters a view stores; the same names as the list endpoint's query parameters."""
@@ -22,9 +26,7 @@ class ViewFilters(BaseModel):
     priority: list[Priority] = Field(default_factory=list)
     category_id: uuid.UUID | None = None
     department_id: uuid.UUID | None = None
-    assignee: Annotated[str, StringConstraints(pattern=r"^(me|none|[0-9a-fA-F-]{36})$")] | None = (
-        None
-    )
+    assignee: Annotated[str, StringConstraints(pattern=ASSIGNEE_PATTERN)] | None = None
     requester_id: uuid.UUID | None = None
     tag: Annotated[str, StringConstraints(max_length=50)] | None = None
     channel: Channel | None = None
