@@ -1013,3 +1013,16 @@ async def test_refused_upload_opens_no_transaction(
     monkeypatch.setattr(desk.runtime.settings, "max_upload_bytes", 10 * MiB)
     await uploaded(desk.client, desk.requester, ticket["id"], "x.txt", b"fine\n")
     assert opened == 1
+
+
+async def test_attachment_events_in_ticket_history(desk: Desk, ticket: dict[str, Any]) -> None:
+    item = await uploaded(desk.client, desk.agent, ticket["id"], "screen.png", png_bytes())
+    r = await desk.client.delete(
+        f"{TICKETS}/{ticket['id']}/attachments/{item['id']}", headers=desk.agent.headers
+    )
+    assert r.status_code == 204, r.text
+    r = await desk.client.get(f"{TICKETS}/{ticket['id']}/history", headers=desk.admin.headers)
+    assert r.status_code == 200, r.text
+    actions = [e["action"] for e in r.json()]
+    assert "attachment.added" in actions
+    assert "attachment.deleted" in actions

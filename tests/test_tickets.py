@@ -573,6 +573,7 @@ async def test_a_retried_create_returns_the_first_ticket(desk: Desk) -> None:
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
     assert again.headers["etag"] == '"1"'
+    assert again.headers["location"] == first.headers["location"]
     assert await count_tickets(desk) == 1
     # The same key with another body is a client bug.
     r = await desk.client.post(

@@ -413,3 +413,16 @@ async def find_staff_by_emails(session: AsyncSession, emails: list[str]) -> list
 
 async def get_users(session: AsyncSession, user_ids: list[uuid.UUID]) -> list[User]:
     return await UserRepository(session).get_many(user_ids)
+
+
+async def find_users_by_emails(session: AsyncSession, emails: list[str]) -> list[User]:
+    """Users of the bound organization with these emails (any role or status)."""
+    if not emails:
+        return []
+    return await UserRepository(session).list_by_emails(emails)
+
+
+async def list_departments(
+    session: AsyncSession, *, include_inactive: bool = True
+) -> list[Department]:
+    return await DepartmentRepository(session).list(include_inactive=include_inactive)

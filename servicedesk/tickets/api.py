@@ -11,15 +11,14 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from servicedesk.accounts.auth import AdminUser, CurrentUser
-from servicedesk.audit import service as audit
 from servicedesk.audit.schemas import AuditEntryRead
 from servicedesk.core import idempotency
 from servicedesk.core.actor import Actor
-from servicedesk.core.errors import BadRequest, Forbidden
+from servicedesk.core.errors import BadRequest
 from servicedesk.core.pagination import decode_cursor, encode_cursor
 from servicedesk.models import Channel, Priority, Role, TicketStatus
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
-from servicedesk.tickets import categories, comments, service, views
+from servicedesk.tickets import categories, comments, history, service, views
 from servicedesk.tickets.auth import CurrentViewer
 from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters, TicketRepository
 from servicedesk.tickets.schemas import (
@@ -135,7 +134,11 @@ async def create_ticket(
             return JSONResponse(
                 replay.body,
                 status_code=replay.status_code,
-                headers={"Idempotent-Replayed": "true", "ETag": f'"{replay.body.get("version")}"'},
+                headers={
+                    "Idempotent-Replayed": "true",
+                    "ETag": f'"{replay.body.get("version")}"',
+                    "Location": f"/api/v1/tickets/{replay.body.get('id')}",
+                },
             )
     ticket = await service.create_ticket(session, viewer, tenant, data)
     read = service.to_read(ticket, viewer, tenant)
@@ -347,13 +350,7 @@ async def ticket_history(
     ticket_id: uuid.UUID, viewer: CurrentViewer, session: TenantSession
 ) -> list[HistoryEntry]:
     ticket = await service.access_ticket(session, viewer, ticket_id)
-    if not viewer.is_staff:
-        raise Forbidden("The change history is for staff.", code="insufficient_role")
-    comment_ids = [str(c) for c in await comments.all_comment_ids(session, ticket)]
-    entries = await audit.history(
-        session,
-        records=[("tickets", str(ticket.id))] + [("comments", cid) for cid in comment_ids],
-    )
+    entries = await history.ticket_history(session, viewer, ticket)
     return [
         HistoryEntry.model_validate(AuditEntryRead.model_validate(e).model_dump()) for e in entries
     ]

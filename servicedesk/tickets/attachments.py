@@ -18,7 +18,6 @@ Rules:
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 import re
 import unicodedata
@@ -28,7 +27,6 @@ from datetime import datetime, timedelta
 
 from anyio import to_thread
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.audit import service as audit
@@ -41,7 +39,7 @@ from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import comments as comments_service
 from servicedesk.tickets import service as tickets
 from servicedesk.tickets.auth import Viewer
-from servicedesk.tickets.repository import CommentRepository
+from servicedesk.tickets.repository import AttachmentRepository, CommentRepository
 
 FILENAME_MAX = 255
 FALLBACK_NAME = "file"
@@ -179,51 +177,6 @@ def download_url(tenant: Tenant, token: str) -> str:
 
 
 # Queries -----------------------------------------------------------------------------------
-
-
-class AttachmentRepository:
-    """Every attachment query; the tenant session's RLS scopes them to one organization."""
-
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
-
-    def _live(self, *, include_internal: bool) -> Select[Attachment]:
-        query = (
-            select(Attachment)
-            .outerjoin(Comment, Comment.id == Attachment.comment_id)
-            .where(
-                Attachment.deleted_at.is_(None),
-                or_(Attachment.comment_id.is_(None), Comment.deleted_at.is_(None)),
-            )
-        )
-        if not include_internal:
-            query = query.where(Attachment.is_internal.is_(False))
-        return query
-
-    async def list(
-        self, ticket_id: uuid.UUID, *, include_internal: bool
-    ) -> builtins.list[Attachment]:
-        query = (
-            self._live(include_internal=include_internal)
-            .where(Attachment.ticket_id == ticket_id)
-            .order_by(Attachment.created_at, Attachment.id)
-        )
-        return list((await self.session.execute(query)).scalars())
-
-    async def get(
-        self,
-        attachment_id: uuid.UUID,
-        *,
-        include_internal: bool,
-        ticket_id: uuid.UUID | None = None,
-        for_update: bool = False,
-    ) -> Attachment | None:
-        query = self._live(include_internal=include_internal).where(Attachment.id == attachment_id)
-        if ticket_id is not None:
-            query = query.where(Attachment.ticket_id == ticket_id)
-        if for_update:
-            query = query.with_for_update(of=Attachment)
-        return (await self.session.execute(query)).scalar_one_or_none()
 
 
 # Rules -------------------------------------------------------------------------------------

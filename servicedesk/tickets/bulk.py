@@ -23,10 +23,6 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.accounts import service as accounts
-
-# accounts.service has no email → user or department listing yet; these two reads are the only
-# use of another domain's repository here (see the note in the lead's report).
-from servicedesk.accounts.repository import DepartmentRepository, UserRepository
 from servicedesk.audit import service as audit
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable
@@ -37,7 +33,7 @@ from servicedesk.tickets import categories, numbering, service, workflow
 from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.fields import FieldDefinition, FieldType, validate_values
 from servicedesk.tickets.repository import TicketRepository
-from servicedesk.tickets.schemas import Strict, Tag, TicketSummary, _clean_tags
+from servicedesk.tickets.schemas import Strict, Tag, TicketSummary, clean_tags
 
 MAX_BULK_TICKETS = 500
 MAX_TAGS = 20  # as TicketCreate / TicketUpdate
@@ -62,7 +58,7 @@ class BulkAction(Strict):
     add_tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
     remove_tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
 
-    _tags = field_validator("add_tags", "remove_tags")(_clean_tags)
+    _tags = field_validator("add_tags", "remove_tags")(clean_tags)
 
     @model_validator(mode="after")
     def _something_to_do(self) -> BulkAction:
@@ -471,7 +467,7 @@ async def _lookups(session: AsyncSession, table: _Table) -> _Lookups:
                 for _, _, cells in table.rows
                 if at < len(cells) and cells[at].strip()
             )
-    users = await UserRepository(session).list_by_emails(sorted(emails)) if emails else []
+    users = await accounts.find_users_by_emails(session, sorted(emails))
     requesters: dict[str, User] = {}
     assignees: dict[str, User] = {}
     for user in users:
@@ -488,7 +484,7 @@ async def _lookups(session: AsyncSession, table: _Table) -> _Lookups:
         assignees[user.email.lower()] = user
     departments: dict[str, uuid.UUID] = {}
     if "department" in header:
-        for department in await DepartmentRepository(session).list(include_inactive=False):
+        for department in await accounts.list_departments(session, include_inactive=False):
             departments[department.name.lower()] = department.id
     every = await categories.list_categories(session, include_inactive=True)
     return _Lookups({c.name.lower(): c for c in every}, requesters, assignees, departments)
@@ -669,7 +665,7 @@ class _RowChecker:
             bad("tags", "a tag may have at most 50 characters")
             return []
         try:
-            cleaned = [plain(t) for t in _clean_tags(tags) or []]
+            cleaned = [plain(t) for t in clean_tags(tags) or []]
         except ValueError as exc:
             bad("tags", str(exc))
             return []

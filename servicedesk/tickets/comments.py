@@ -198,8 +198,3 @@ async def revisions(
     if comment is None or (comment.is_internal and not viewer.sees_internal):
         raise NotFound("Comment not found.")
     return await CommentRepository(session).revisions(comment.id)
-
-
-async def all_comment_ids(session: AsyncSession, ticket: Ticket) -> list[uuid.UUID]:
-    """Every comment of a ticket, deleted and internal ones included (for staff history)."""
-    return await CommentRepository(session).all_ids(ticket.id)

@@ -12,7 +12,14 @@ from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.core.pagination import like_prefix
-from servicedesk.models import Category, Comment, CommentRevision, SavedView, Ticket
+from servicedesk.models import (
+    Attachment,
+    Category,
+    Comment,
+    CommentRevision,
+    SavedView,
+    Ticket,
+)
 from servicedesk.tickets.auth import Viewer
 
 # Markers around matches in search headlines; replaced by <mark> after HTML-escaping.
@@ -262,3 +269,53 @@ class SavedViewRepository:
         if exclude:
             query = query.where(SavedView.id != exclude)
         return (await self.session.execute(query)).first() is not None
+
+
+class AttachmentRepository:
+    """Every attachment query; the tenant session's RLS scopes them to one organization."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    def _live(self, *, include_internal: bool) -> Select[Attachment]:
+        query = (
+            select(Attachment)
+            .outerjoin(Comment, Comment.id == Attachment.comment_id)
+            .where(
+                Attachment.deleted_at.is_(None),
+                or_(Attachment.comment_id.is_(None), Comment.deleted_at.is_(None)),
+            )
+        )
+        if not include_internal:
+            query = query.where(Attachment.is_internal.is_(False))
+        return query
+
+    async def list(
+        self, ticket_id: uuid.UUID, *, include_internal: bool
+    ) -> builtins.list[Attachment]:
+        query = (
+            self._live(include_internal=include_internal)
+            .where(Attachment.ticket_id == ticket_id)
+            .order_by(Attachment.created_at, Attachment.id)
+        )
+        return list((await self.session.execute(query)).scalars())
+
+    async def get(
+        self,
+        attachment_id: uuid.UUID,
+        *,
+        include_internal: bool,
+        ticket_id: uuid.UUID | None = None,
+        for_update: bool = False,
+    ) -> Attachment | None:
+        query = self._live(include_internal=include_internal).where(Attachment.id == attachment_id)
+        if ticket_id is not None:
+            query = query.where(Attachment.ticket_id == ticket_id)
+        if for_update:
+            query = query.with_for_update(of=Attachment)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def all_ids(self, ticket_id: uuid.UUID) -> builtins.list[uuid.UUID]:
+        """Every attachment of a ticket, deleted and internal ones included (staff history)."""
+        query = select(Attachment.id).where(Attachment.ticket_id == ticket_id)
+        return list((await self.session.execute(query)).scalars())

@@ -24,7 +24,7 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _clean_tags(tags: list[str] | None) -> list[str] | None:
+def clean_tags(tags: list[str] | None) -> list[str] | None:
     if tags is None:
         return None
     out: list[str] = []
@@ -96,7 +96,7 @@ class TicketCreate(Strict):
     assignee_id: uuid.UUID | None = None
     department_id: uuid.UUID | None = None
 
-    _tags = field_validator("tags")(_clean_tags)
+    _tags = field_validator("tags")(clean_tags)
 
 
 class TicketUpdate(Strict):
@@ -113,7 +113,7 @@ class TicketUpdate(Strict):
     tags: list[Tag] | None = Field(None, max_length=20)
     custom_fields: dict[str, Any] | None = None
 
-    _tags = field_validator("tags")(_clean_tags)
+    _tags = field_validator("tags")(clean_tags)
 
 
 class StatusChange(Strict):
