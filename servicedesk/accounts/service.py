@@ -22,6 +22,7 @@ from servicedesk.accounts.schemas import (
     UserUpdate,
 )
 from servicedesk.audit import service as audit
+from servicedesk.core import events
 from servicedesk.core.actor import ANONYMOUS, Actor
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import Conflict, NotFound, Unauthorized, Unprocessable
@@ -40,6 +41,19 @@ AUDITED_USER_FIELDS = (
     "status",
     "is_active",
     "timezone",
+)
+
+
+# Audit actions that are also domain events (notifications and live views react to them).
+USER_EVENTS = frozenset(
+    {
+        "user.approved",
+        "user.rejected",
+        "user.suspended",
+        "user.deactivated",
+        "user.reactivated",
+        "user.role_changed",
+    }
 )
 
 
@@ -63,6 +77,14 @@ async def _audit_user_change(
         old=old,
         new=new,
     )
+    if action in USER_EVENTS:
+        events.emit(
+            session,
+            organization_id=user.organization_id,
+            event_type=action,
+            actor=actor,
+            payload={"user_id": user.id, "email": user.email, "role": user.role, "changes": new},
+        )
 
 
 async def access_user(session: AsyncSession, user_id: uuid.UUID) -> User:
@@ -127,6 +149,13 @@ async def do_register(
         table="users",
         record_id=user.id,
         new=user_snapshot(user),
+    )
+    events.emit(
+        session,
+        organization_id=organization_id,
+        event_type="user.registered",
+        actor=ANONYMOUS,
+        payload={"user_id": user.id, "email": user.email, "department_id": user.department_id},
     )
     return user
 

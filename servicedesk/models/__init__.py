@@ -5,6 +5,7 @@ from servicedesk.models.auth import LoginAttempt, RecoveryCode, RefreshToken
 from servicedesk.models.base import Base
 from servicedesk.models.idempotency import IdempotencyRecord
 from servicedesk.models.organization import Organization
+from servicedesk.models.outbox import OutboxEvent
 from servicedesk.models.ticket import (
     PRIORITY_RANK,
     Attachment,
@@ -33,6 +34,7 @@ __all__ = [
     "IdempotencyRecord",
     "LoginAttempt",
     "Organization",
+    "OutboxEvent",
     "Priority",
     "RecoveryCode",
     "RefreshToken",

@@ -30,7 +30,7 @@ from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.audit import service as audit
-from servicedesk.core import filetypes, storage
+from servicedesk.core import events, filetypes, storage
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from servicedesk.core.storage import Storage
@@ -305,6 +305,19 @@ async def add_attachment(
             "content_type": attachment.content_type,
             "size": attachment.size,
             "sha256": attachment.sha256,
+            "is_internal": attachment.is_internal,
+        },
+    )
+    events.emit(
+        session,
+        organization_id=tenant.id,
+        event_type="attachment.added",
+        actor=tickets.actor_of(viewer),
+        payload={
+            **tickets.ticket_ref(ticket),
+            "attachment_id": attachment.id,
+            "comment_id": attachment.comment_id,
+            "filename": attachment.filename,
             "is_internal": attachment.is_internal,
         },
     )

@@ -250,6 +250,9 @@ async def bulk_update(
             old=old,
             new={**new, **({"reason": action.reason} if status_changed and action.reason else {})},
         )
+        service.emit_changes(
+            session, ticket, actor, old, new, reason=action.reason if status_changed else None
+        )
     await session.flush()
     return BulkOutcome(tickets, changed)
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.accounts import service as accounts
 from servicedesk.audit import service as audit
+from servicedesk.core import events
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import Forbidden, NotFound, Unprocessable
 from servicedesk.core.text import render_markdown, strip_control
@@ -92,6 +93,23 @@ async def add_comment(
             "ticket_id": ticket.id,
             "is_internal": comment.is_internal,
             "mentions": comment.mentions,
+        },
+    )
+    events.emit(
+        session,
+        organization_id=tenant.id,
+        event_type="comment.created",
+        actor=tickets.actor_of(viewer),
+        payload={
+            **tickets.ticket_ref(ticket),
+            "comment_id": comment.id,
+            "author_id": user.id,
+            "author_role": user.role,
+            "is_internal": comment.is_internal,
+            "mentions": comment.mentions,
+            "requester_id": ticket.requester_id,
+            "assignee_id": ticket.assignee_id,
+            "department_id": ticket.department_id,
         },
     )
     return comment

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.accounts import service as accounts
 from servicedesk.audit import service as audit
+from servicedesk.core import events
 from servicedesk.core.actor import Actor
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -44,6 +45,80 @@ AUDITED_FIELDS = (
 
 class TicketVersionConflict(Conflict):
     code = "version_conflict"
+
+
+# Ticket fields carried by events (never the description: events go to queues and webhooks).
+EVENT_FIELDS = (
+    "subject",
+    "status",
+    "priority",
+    "category_id",
+    "department_id",
+    "requester_id",
+    "assignee_id",
+    "channel",
+    "tags",
+)
+
+
+def ticket_ref(ticket: Ticket) -> dict[str, Any]:
+    return {"ticket_id": ticket.id, "number": ticket.number, "version": ticket.version}
+
+
+def emit_changes(
+    session: AsyncSession,
+    ticket: Ticket,
+    actor: Actor,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    *,
+    reason: str | None = None,
+) -> None:
+    """`ticket.status_changed`, `ticket.assigned` and `ticket.updated` for one change."""
+    common = {**ticket_ref(ticket), "requester_id": ticket.requester_id}
+    org = ticket.organization_id
+    if "status" in new:
+        events.emit(
+            session,
+            organization_id=org,
+            event_type="ticket.status_changed",
+            actor=actor,
+            payload={
+                **common,
+                "old_status": old.get("status"),
+                "new_status": new["status"],
+                "reason": reason,
+                "assignee_id": ticket.assignee_id,
+            },
+        )
+    if "assignee_id" in new:
+        events.emit(
+            session,
+            organization_id=org,
+            event_type="ticket.assigned",
+            actor=actor,
+            payload={
+                **common,
+                "assignee_id": new["assignee_id"],
+                "previous_assignee_id": old.get("assignee_id"),
+            },
+        )
+    others = sorted(set(new) - {"status", "assignee_id", "rejection_reason"})
+    if others:
+        events.emit(
+            session,
+            organization_id=org,
+            event_type="ticket.updated",
+            actor=actor,
+            payload={
+                **common,
+                "assignee_id": ticket.assignee_id,
+                "changed_fields": others,
+                "changes": {
+                    f: {"old": old.get(f), "new": new[f]} for f in others if f != "description"
+                },
+            },
+        )
 
 
 def snapshot(ticket: Ticket) -> dict[str, Any]:
@@ -235,6 +310,13 @@ async def create_ticket(
         record_id=ticket.id,
         new={**snapshot(ticket), "number": ticket.number, "channel": ticket.channel},
     )
+    events.emit(
+        session,
+        organization_id=tenant.id,
+        event_type="ticket.created",
+        actor=actor_of(viewer),
+        payload={**ticket_ref(ticket), **{f: getattr(ticket, f) for f in EVENT_FIELDS}},
+    )
     return ticket
 
 
@@ -312,6 +394,7 @@ async def update_ticket(
         old=old,
         new=new,
     )
+    emit_changes(session, ticket, actor_of(viewer), old, new)
     return ticket
 
 
@@ -381,6 +464,7 @@ async def change_status(
         old=old,
         new={**new, **({"reason": data.reason} if data.reason else {})},
     )
+    emit_changes(session, ticket, actor_of(viewer), old, new, reason=data.reason)
     return ticket
 
 
