@@ -39,7 +39,7 @@ EVERY_TYPE: list[dict[str, Any]] = [
     {"key": "color", "label": "Color", "type": "select", "choices": ["red", "green"]},
     {"key": "tags", "label": "Labels", "type": "multi_select", "choices": ["a", "b", "c"]},
     {"key": "urgent", "label": "Urgent", "type": "boolean"},
-    {"key": "costs", "label": "Costs", "type": "cost_items", "min": 1},
+    {"key": "costs", "label": "Costs", "type": "cost_items", "min": 1, "max": 3},
 ]
 
 GOOD_VALUES: dict[str, Any] = {
@@ -237,6 +237,7 @@ ONE_BAD_VALUE: list[tuple[str, Any]] = [
     ("tags", "a"),
     ("urgent", 1),
     ("costs", [{"description": "Cable", "quantity": 0, "unit_cost": "1"}]),
+    ("costs", [{"description": "Cable", "quantity": 1, "unit_cost": "1"}] * 4),  # over max 3
     ("costs", [{"description": "Cable", "quantity": 1, "unit_cost": "-1"}]),
     ("costs", [{"description": "", "quantity": 1, "unit_cost": "1"}]),
     ("costs", [{"description": "Cable", "quantity": 1}]),

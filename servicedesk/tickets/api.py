@@ -118,7 +118,7 @@ async def create_ticket(
     viewer: CurrentViewer,
     tenant: CurrentTenant,
     session: TenantSession,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Response:
     if idempotency_key is not None:
         replay = await idempotency.claim(

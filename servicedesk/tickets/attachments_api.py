@@ -23,7 +23,6 @@ from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import Message, Receive
 
 from servicedesk.accounts.auth import ACCESS_COOKIE, bearer_token
 from servicedesk.core import idempotency
@@ -41,6 +40,7 @@ from servicedesk.models import Attachment
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
 from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import attachments
+from servicedesk.tickets.attachments import links_of
 from servicedesk.tickets.auth import CurrentViewer, Viewer
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,6 @@ download_router = APIRouter(prefix="/api/v1/attachments", tags=["attachments"])
 
 FORM_OVERHEAD = 16 * 1024
 """Bytes allowed beyond the file limit for the multipart framing and the small fields."""
-_LINKS_KEY = "attachments.download_links"
 
 
 class AttachmentRead(BaseModel):
@@ -69,25 +68,10 @@ class AttachmentRead(BaseModel):
     download_expires_at: datetime
 
 
-def links_of(runtime: Runtime) -> attachments.DownloadLinks:
-    """The process's link signer, keyed from the server secret (built once)."""
-    links = runtime.extras.get(_LINKS_KEY)
-    if not isinstance(links, attachments.DownloadLinks):
-        links = attachments.DownloadLinks(runtime.settings.resolved_secret_key())
-        runtime.extras[_LINKS_KEY] = links
-    return links
-
-
 def _link(
     runtime: Runtime, tenant: Tenant, viewer: Viewer, attachment_id: uuid.UUID
 ) -> tuple[str, datetime]:
-    token, expires = links_of(runtime).issue(
-        organization_id=tenant.id,
-        attachment_id=attachment_id,
-        user_id=viewer.user.id,
-        lifetime_seconds=runtime.settings.download_link_seconds,
-    )
-    return attachments.download_url(tenant, token), expires
+    return attachments.link_for(runtime, tenant, viewer.user.id, attachment_id)
 
 
 def _read(
@@ -118,22 +102,6 @@ class ReceivedUpload:
     upload: attachments.Upload
     inspected: attachments.Inspected
     comment_id: uuid.UUID | None
-
-
-def _limited(receive: Receive, *, budget: int, limit: int) -> Receive:
-    """`receive` that stops the request once more than `budget` body bytes have arrived."""
-    seen = 0
-
-    async def wrapped() -> Message:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > budget:
-                raise attachments.payload_too_large(limit)
-        return message
-
-    return wrapped
 
 
 def _precheck_credentials(request: Request, tenant: Tenant) -> None:
@@ -175,7 +143,9 @@ async def receive_upload(request: Request, tenant: CurrentTenant) -> ReceivedUpl
         raise attachments.payload_too_large(limit)
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise _file_missing("Send the file as multipart/form-data in the field `file`.")
-    limited = Request(request.scope, _limited(request.receive, budget=budget, limit=limit))
+    limited = Request(
+        request.scope, attachments.limited_receive(request.receive, budget=budget, limit=limit)
+    )
     try:
         form = await limited.form(max_files=1, max_fields=4, max_part_size=1024)
     except StarletteHTTPException as exc:
@@ -246,7 +216,7 @@ async def upload_attachment(
     viewer: CurrentViewer,
     tenant: CurrentTenant,
     session: TenantSession,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Response:
     runtime = get_runtime(request)
     if idempotency_key is not None:

@@ -130,7 +130,7 @@ async def import_tickets(
     tenant: CurrentTenant,
     session: TenantSession,
     dry_run: Annotated[bool, Query(description="validate only, write nothing")] = False,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Response | ImportResult:
     bulk.authorize_import(viewer)  # before reading up to 20 MB for someone who may not
     file_bytes = await _read_upload(request)

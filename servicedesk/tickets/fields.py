@@ -185,6 +185,8 @@ def _cost_items(d: FieldDefinition, value: Any) -> list[dict[str, Any]]:
         raise _Bad(f"may have at most {MAX_COST_ITEMS} items")
     if d.min is not None and len(value) < d.min:
         raise _Bad(f"needs at least {d.min:g} items")
+    if d.max is not None and len(value) > d.max:
+        raise _Bad(f"may have at most {d.max:g} items")
     if d.required and not value:
         raise _Bad("needs at least one item")
     items = []

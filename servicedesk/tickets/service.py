@@ -426,6 +426,8 @@ async def change_status(
     version: int | None,
 ) -> Ticket:
     ticket = await access_ticket(session, viewer, ticket_id, for_update=True)
+    if viewer.is_staff and not viewer.can_work:
+        raise Forbidden("Managers can read tickets but not change them.", code="read_only")
     check_version(ticket, data.version if data.version is not None else version, viewer, tenant)
     current = TicketStatus(ticket.status)
     allowed = workflow.allowed_moves(
