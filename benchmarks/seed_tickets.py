@@ -340,7 +340,7 @@ def password_hash() -> tuple[str, str]:
     from servicedesk.config import Settings
     from servicedesk.core.security import PasswordHashing
 
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     hasher = PasswordHashing(
         time_cost=settings.argon2_time_cost,
         memory_kib=settings.argon2_memory_kib,
@@ -368,7 +368,10 @@ def setup_orgs(conn: psycopg.Connection[Any], args: argparse.Namespace, now: flo
     say(f"  one password hash ({parameters}) for every seeded user")
     rng = random.Random(args.seed)
     created = iso(now - (HISTORY_DAYS + 30) * DAY)
-    orgs, depts, users, cats = [], [], [], []
+    orgs: list[tuple[Any, ...]] = []
+    depts: list[tuple[Any, ...]] = []
+    users: list[tuple[Any, ...]] = []
+    cats: list[tuple[Any, ...]] = []
     for i in range(args.orgs):
         slug = f"{SLUG_PREFIX}{i + 1:03d}"
         org_id = uuid.uuid4()
@@ -709,13 +712,14 @@ def load_slice(
             _write(copy, [c[1] for c in comments])
         vector = SEARCH_VECTOR_SQL.format(s="s", c="s.comment_text")
         cur.execute(
-            f"INSERT INTO tickets ({TICKET_COLUMNS}, search_vector) "
+            f"INSERT INTO tickets ({TICKET_COLUMNS}, search_vector) "  # noqa: S608 (constants)
             f"SELECT {', '.join('s.' + c.strip() for c in TICKET_COLUMNS.split(','))}, {vector} "
             "FROM seed_stage s ORDER BY s.submitted_at"
         )
         elapsed = time.perf_counter() - started
         cur.execute(
-            "INSERT INTO bench_seed.slices (slice, tickets, comments, seconds) VALUES (%s, %s, %s, %s)",
+            "INSERT INTO bench_seed.slices (slice, tickets, comments, seconds) "
+            "VALUES (%s, %s, %s, %s)",
             (slice_no, len(tickets), len(comments), elapsed),
         )
     return slice_no, len(tickets), len(comments), generated, time.perf_counter() - started
@@ -752,7 +756,7 @@ def plan_slices(
 
 
 def drop_indexes(conn: psycopg.Connection[Any]) -> list[dict[str, str]]:
-    saved = get_state(conn, "dropped_indexes")
+    saved: list[dict[str, str]] | None = get_state(conn, "dropped_indexes")
     if saved is None:
         rows = conn.execute(
             """
@@ -851,7 +855,8 @@ def verify(conn: psycopg.Connection[Any]) -> None:
         "WHERE c.ticket_id = t.id AND NOT c.is_internal AND c.deleted_at IS NULL)",
     )
     sample, differ = conn.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE t.search_vector IS DISTINCT FROM {trigger_expr}) "
+        "SELECT count(*), count(*) FILTER "  # noqa: S608 (constants)
+        f"(WHERE t.search_vector IS DISTINCT FROM {trigger_expr}) "
         "FROM tickets t TABLESAMPLE BERNOULLI (0.5) REPEATABLE (1)"
     ).fetchone()  # type: ignore[misc]
     say(f"  search_vector differs from the trigger's expression: {differ} of {sample} sampled")
@@ -911,7 +916,8 @@ def write_manifest(conn: psycopg.Connection[Any], path: Path, params: dict[str, 
         by_org.setdefault(slug, {})[str(year)] = last
     emails = dict(
         conn.execute(
-            "SELECT u.id::text, u.email FROM users u JOIN organizations o ON o.id = u.organization_id "
+            "SELECT u.id::text, u.email FROM users u "
+            "JOIN organizations o ON o.id = u.organization_id "
             "WHERE o.slug LIKE %s AND u.role IN ('agent', 'admin', 'manager')",
             (SLUG_PREFIX + "%",),
         ).fetchall()
@@ -981,7 +987,7 @@ def main() -> int:
     phases = Phases()
     params = params_of(args)
     say(
-        f"seeding {args.tickets:,} tickets × {args.comments_per_ticket} comments over "
+        f"seeding {args.tickets:,} tickets x {args.comments_per_ticket} comments over "
         f"{args.orgs} organizations ({args.jobs} loaders, {os.cpu_count()} CPUs)"
     )
     with database(args) as url:

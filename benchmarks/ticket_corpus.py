@@ -285,7 +285,8 @@ def subject(rng: random.Random, kind: str) -> str:
         if r < 0.5:
             s = f"Question about {c(HR_TOPICS)}"
         else:
-            s = f"{c(HR_TOPICS).capitalize()} request for {c(('January', 'March', 'June', 'July', 'September', 'December'))}"
+            month = c(("January", "March", "June", "July", "September", "December"))
+            s = f"{c(HR_TOPICS).capitalize()} request for {month}"
     elif kind == "facility":
         s = f"{c(FACILITY_ISSUES)} in meeting room {c(ROOMS)}"
     else:
@@ -373,7 +374,7 @@ def agent_reply(rng: random.Random) -> str:
     options = (
         f"Thanks for reporting this. I restarted the {c(SERVICES)} service, please try again.",
         "Could you send a screenshot of the error and the exact time it happened?",
-        f"A technician will come to room {c(ROOMS)} {c(('today', 'tomorrow morning', 'on Friday'))}.",
+        f"A technician will come to room {c(ROOMS)} {c(('today', 'tomorrow', 'on Friday'))}.",
         f"We ordered a replacement {c(DEVICES)} from {c(VENDORS)}; delivery takes about a week.",
         "I have reset your password. You will be asked to choose a new one at the next sign-in.",
         f"This is a known issue with {c(APPS)} after the last update; a fix is being rolled out.",
@@ -389,7 +390,7 @@ def requester_reply(rng: random.Random) -> str:
         "It works again, thank you!",
         f"Still the same problem after {c(ATTEMPTS)}.",
         "Here is the screenshot you asked for.",
-        f"I will be out of office until {c(('Monday', 'next week', 'the 15th'))}, please keep it open.",
+        f"I am out of office until {c(('Monday', 'next week', 'the 15th'))}, keep it open.",
         f"Any update? This still blocks {c(WORK)}.",
         f"The {c(DEVICES)} now shows '{c(ERRORS)}' as well.",
     )

@@ -14,13 +14,17 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from servicedesk import __version__
+from servicedesk import __version__, web
 from servicedesk.accounts import api as accounts_api
 from servicedesk.audit import api as audit_api
 from servicedesk.config import Settings, get_settings
 from servicedesk.core.middleware import RequestPipelineMiddleware
 from servicedesk.core.problems import install_problem_handlers, problem
 from servicedesk.core.runtime import Runtime, get_runtime
+from servicedesk.jobs import api as jobs_api
+from servicedesk.live import api as live_api
+from servicedesk.live import service as live_service
+from servicedesk.notifications import api as notifications_api
 from servicedesk.tenancy import api as tenancy_api
 from servicedesk.tenancy import service as tenancy_service
 from servicedesk.tickets import api as tickets_api
@@ -39,7 +43,8 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with live_service.running(runtime):  # live fan-out and shared cache (docs/live.md)
+            yield
         await runtime.db.dispose()
 
     app = FastAPI(
@@ -53,7 +58,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     )
     app.state.runtime = runtime
     app.add_middleware(RequestPipelineMiddleware, hsts=settings.https)
-    install_problem_handlers(app)
+    install_problem_handlers(app, html_errors=web.render_error_page)
 
     for router in (
         accounts_api.auth_router,
@@ -70,11 +75,16 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         tickets_api.views_router,
         attachments_api.router,
         attachments_api.download_router,
+        jobs_api.router,
+        jobs_api.platform_router,
+        notifications_api.router,
+        live_api.router,
     ):
         app.include_router(router)
 
     _mount_docs(app)
     _mount_operations(app)
+    web.install(app)  # the pages: portal at /, sign-in, account (docs/ui.md)
 
     return app
 

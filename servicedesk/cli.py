@@ -1,4 +1,4 @@
-"""The `servicedesk` command: serve, migrate, demo, create-org, create-admin."""
+"""The `servicedesk` command: serve, worker, migrate, demo, create-org, create-admin."""
 
 from __future__ import annotations
 
@@ -76,6 +76,10 @@ def serve(
         from servicedesk.app import create_app
 
         application = create_app(settings, database_url=url)
+        if settings.runs_inprocess_worker:
+            from servicedesk.core.job_runner import attach_to_app
+
+            attach_to_app(application)  # dispatcher, worker and scheduler in this process
         log.info(
             "serving",
             extra={
@@ -94,6 +98,47 @@ def serve(
             )
         else:
             uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=True)
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(
+        None, help="Jobs run at once (default SERVICEDESK_JOBS_CONCURRENCY)."
+    ),
+    scheduler: bool = typer.Option(True, help="Also schedule the periodic jobs."),
+    dispatcher: bool = typer.Option(True, help="Also move outbox events into the queue."),
+    queues: str = typer.Option(None, help="Comma-separated queues to work (default: all)."),
+    metrics_port: int = typer.Option(0, help="Serve Prometheus metrics on this port (0: off)."),
+    metrics_host: str = typer.Option("127.0.0.1", help="Interface of the metrics port."),
+) -> None:
+    """Run the job system: outbox dispatcher, worker and scheduler (any number, any machine)."""
+    from servicedesk.core.job_runner import run_worker_process
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_json)
+    if not settings.database_url:
+        # The embedded server belongs to `servicedesk serve`, which runs the jobs itself.
+        typer.echo(
+            "servicedesk worker needs DATABASE_URL (embedded: serve runs the jobs)", err=True
+        )
+        raise typer.Exit(2)
+    if metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_host)
+    with database(settings) as url:
+        if settings.run_migrations_on_start:
+            migrations.upgrade(url)
+        asyncio.run(
+            run_worker_process(
+                settings,
+                url,
+                concurrency=concurrency,
+                scheduler=scheduler,
+                dispatcher=dispatcher,
+                queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+            )
+        )
 
 
 @app.command()

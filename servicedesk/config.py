@@ -7,6 +7,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from pydantic import Field, field_validator
@@ -26,7 +27,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("var"), alias="SERVICEDESK_DATA_DIR")
     secret_key: str | None = Field(None, alias="SECRET_KEY")
     app_db_role: str = Field("servicedesk_app", alias="SERVICEDESK_DB_ROLE")
-    db_pool_size: int = Field(10, alias="SERVICEDESK_DB_POOL_SIZE")
+    db_pool_size: int = Field(20, alias="SERVICEDESK_DB_POOL_SIZE")
 
     platform_token: str | None = Field(None, alias="SERVICEDESK_PLATFORM_TOKEN")
     """Bearer token for `POST /api/v1/platform/organizations`; unset disables the route."""
@@ -66,6 +67,81 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1, alias="SERVICEDESK_MAX_UPLOAD_BYTES")
     download_link_seconds: int = Field(300, ge=1, alias="SERVICEDESK_DOWNLOAD_LINK_SECONDS")
 
+    # Notifications (docs/notifications.md): outgoing mail, web push, de-duplication, digests.
+    smtp_url: str | None = Field(None, alias="SMTP_URL")
+    """`smtp://user:pass@host:587` (STARTTLS when offered), `smtps://…:465`; unset: no email."""
+    smtp_from: str = Field("servicedesk@localhost", alias="SMTP_FROM")
+    smtp_timeout_seconds: float = Field(30.0, gt=0, alias="SERVICEDESK_SMTP_TIMEOUT_SECONDS")
+    mail_domain: str | None = Field(None, alias="SERVICEDESK_MAIL_DOMAIN")
+    """Right-hand side of Message-IDs; unset: the domain of `SMTP_FROM`."""
+    public_url: str = Field("http://localhost:8000", alias="SERVICEDESK_PUBLIC_URL")
+    """Where people reach the desk; links in emails and push messages start with it."""
+    vapid_private_key: str | None = Field(None, alias="SERVICEDESK_VAPID_PRIVATE_KEY")
+    """Web push signing key (base64url raw P-256 key or PEM); unset: no web push."""
+    vapid_public_key: str | None = Field(None, alias="SERVICEDESK_VAPID_PUBLIC_KEY")
+    """The application server key browsers subscribe with (base64url, uncompressed point)."""
+    vapid_subject: str = Field("mailto:servicedesk@localhost", alias="SERVICEDESK_VAPID_SUBJECT")
+    push_hosts: str = Field(
+        "fcm.googleapis.com,push.services.mozilla.com,push.apple.com,notify.windows.com",
+        alias="SERVICEDESK_PUSH_HOSTS",
+    )
+    """Push services a subscription may point at (host or parent domain, comma-separated):
+    the server POSTs to the endpoint, so it must not be any address a client names."""
+    notify_dedup_minutes: int = Field(10, ge=0, le=1440, alias="SERVICEDESK_NOTIFY_DEDUP_MINUTES")
+    notify_digest_threshold: int = Field(
+        5, ge=1, le=1000, alias="SERVICEDESK_NOTIFY_DIGEST_THRESHOLD"
+    )
+    """N: a user who was sent N emails in the last M minutes gets the next ones as a digest."""
+    notify_digest_minutes: int = Field(10, ge=1, le=1440, alias="SERVICEDESK_NOTIFY_DIGEST_MINUTES")
+    """M: the window of the digest threshold, and how long a digest collects."""
+    email_max_attempts: int = Field(5, ge=1, le=50, alias="SERVICEDESK_EMAIL_MAX_ATTEMPTS")
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("must look like smtp://user:pass@host:port or smtps://host")
+        parts.port  # noqa: B018  # raises ValueError on a port that is not a number
+        return value
+
+    # Jobs (docs/jobs.md): the outbox dispatcher, workers, retries, periodic jobs.
+    inprocess_worker: bool | None = Field(None, alias="SERVICEDESK_INPROCESS_WORKER")
+    """Run dispatcher, worker and scheduler inside `servicedesk serve`; unset: only when
+    DATABASE_URL is unset (the embedded default)."""
+    jobs_concurrency: int = Field(8, ge=1, le=500, alias="SERVICEDESK_JOBS_CONCURRENCY")
+    jobs_max_attempts: int = Field(8, ge=1, le=100, alias="SERVICEDESK_JOBS_MAX_ATTEMPTS")
+    jobs_retry_base_seconds: float = Field(2.0, gt=0, alias="SERVICEDESK_JOBS_RETRY_BASE_SECONDS")
+    jobs_retry_max_seconds: float = Field(3600.0, gt=0, alias="SERVICEDESK_JOBS_RETRY_MAX_SECONDS")
+    jobs_poll_seconds: float = Field(2.0, gt=0, le=60, alias="SERVICEDESK_JOBS_POLL_SECONDS")
+    """Fallback polling of the outbox and the queue (both also wake on LISTEN/NOTIFY)."""
+    jobs_heartbeat_seconds: float = Field(10.0, gt=0, alias="SERVICEDESK_JOBS_HEARTBEAT_SECONDS")
+    jobs_stalled_seconds: float = Field(60.0, gt=0, alias="SERVICEDESK_JOBS_STALLED_SECONDS")
+    """A worker silent this long is dead: its running jobs are retried elsewhere."""
+    jobs_dispatch_batch: int = Field(200, ge=1, le=5000, alias="SERVICEDESK_JOBS_DISPATCH_BATCH")
+    jobs_retention_days: int = Field(30, ge=1, alias="SERVICEDESK_JOBS_RETENTION_DAYS")
+    handler_modules: str | None = Field(None, alias="SERVICEDESK_HANDLER_MODULES")
+    """Comma-separated modules with handlers, replacing the built-in list (see core/jobs.py)."""
+    extra_handler_modules: str | None = Field(None, alias="SERVICEDESK_EXTRA_HANDLER_MODULES")
+    """Comma-separated modules with handlers, added to the list."""
+
+    # Live updates and the shared cache (docs/live.md).
+    redis_prefix: str = Field("servicedesk", min_length=1, alias="SERVICEDESK_REDIS_PREFIX")
+    """Start of every Redis key and pub/sub channel; deployments sharing a Redis need their own."""
+    live_presence_seconds: float = Field(30.0, gt=0, alias="SERVICEDESK_LIVE_PRESENCE_SECONDS")
+    live_typing_seconds: float = Field(5.0, gt=0, alias="SERVICEDESK_LIVE_TYPING_SECONDS")
+    live_replying_seconds: float = Field(30.0, gt=0, alias="SERVICEDESK_LIVE_REPLYING_SECONDS")
+    live_sse_heartbeat_seconds: float = Field(
+        15.0, gt=0, alias="SERVICEDESK_LIVE_SSE_HEARTBEAT_SECONDS"
+    )
+    live_sse_max_seconds: float = Field(300.0, gt=0, alias="SERVICEDESK_LIVE_SSE_MAX_SECONDS")
+    """An SSE stream ends after this long; the browser reconnects and resumes by Last-Event-ID."""
+    live_send_queue: int = Field(500, ge=1, alias="SERVICEDESK_LIVE_SEND_QUEUE")
+    """Messages waiting for one slow client before its connection is closed (1013)."""
+    live_max_connections: int = Field(20_000, ge=1, alias="SERVICEDESK_LIVE_MAX_CONNECTIONS")
+    """WebSocket + SSE connections one process accepts."""
     tenant_cache_seconds: float = Field(60.0, alias="SERVICEDESK_TENANT_CACHE_SECONDS")
     log_level: str = Field("INFO", alias="SERVICEDESK_LOG_LEVEL")
     log_json: bool = Field(True, alias="SERVICEDESK_LOG_JSON")
@@ -89,6 +165,13 @@ class Settings(BaseSettings):
         if len(parsed) != 1:
             raise ValueError("give exactly one limit, like '30/minute'")
         return value
+
+    @property
+    def runs_inprocess_worker(self) -> bool:
+        """Whether `servicedesk serve` runs the job system in its own process."""
+        if self.inprocess_worker is not None:
+            return self.inprocess_worker
+        return not self.database_url
 
     @property
     def pg_dir(self) -> Path:

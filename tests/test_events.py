@@ -22,9 +22,7 @@ from tests.ticket_helpers import TICKETS, Desk, desk_fixture  # noqa: F401
 async def events_of(runtime: Runtime, org_id: uuid.UUID, **payload: str) -> list[OutboxEvent]:
     async with runtime.db.tenant_session(org_id) as session:
         rows = (await session.execute(select(OutboxEvent).order_by(OutboxEvent.seq))).scalars()
-        return [
-            e for e in rows if all(str(e.payload.get(k)) == v for k, v in payload.items())
-        ]
+        return [e for e in rows if all(str(e.payload.get(k)) == v for k, v in payload.items())]
 
 
 def types(rows: list[OutboxEvent]) -> list[str]:
@@ -68,9 +66,10 @@ async def test_ticket_lifecycle_events(desk: Desk) -> None:
 async def test_event_rolls_back_with_the_change(desk: Desk) -> None:
     before = len(await events_of(desk.runtime, desk.org.id))
     category_id = uuid.UUID(desk.it["id"])
-    with pytest.raises(RuntimeError, match="crash after the write"):
+    tenant = await _tenant(desk)
+
+    async def write_then_crash() -> None:
         async with desk.runtime.db.tenant_session(desk.org.id) as session:
-            tenant = await _tenant(desk)
             await tickets.create_ticket(
                 session,
                 Viewer(desk.agent.user),
@@ -83,6 +82,9 @@ async def test_event_rolls_back_with_the_change(desk: Desk) -> None:
                 ),
             )
             raise RuntimeError("crash after the write")
+
+    with pytest.raises(RuntimeError, match="crash after the write"):
+        await write_then_crash()
     assert len(await events_of(desk.runtime, desk.org.id)) == before
 
 

@@ -63,8 +63,10 @@ async def test_every_step_runs_on_a_populated_database(server_url: str, worker_i
         tenant_tables = set(
             conn.execute(
                 text(
-                    "SELECT table_name FROM information_schema.columns "
-                    "WHERE column_name = 'organization_id' AND table_schema = 'public'"
+                    "SELECT c.table_name FROM information_schema.columns c "
+                    "JOIN information_schema.tables t USING (table_schema, table_name) "
+                    "WHERE c.column_name = 'organization_id' AND c.table_schema = 'public' "
+                    "AND t.table_type = 'BASE TABLE'"
                 )
             ).scalars()
         )

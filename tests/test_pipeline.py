@@ -70,8 +70,12 @@ async def failing_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(test_settings(), database_url=database_url)
     router = APIRouter()
 
-    @router.get("/boom")
+    @router.get("/api/boom")
     async def boom() -> None:
+        raise RuntimeError("secret internals: password=hunter2")
+
+    @router.get("/boom")
+    async def page_boom() -> None:
         raise RuntimeError("secret internals: password=hunter2")
 
     app.include_router(router)
@@ -81,11 +85,21 @@ async def failing_client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def test_500_reveals_only_the_request_id(failing_client: httpx.AsyncClient) -> None:
-    r = await failing_client.get("/boom")
+    r = await failing_client.get("/api/boom")
     assert r.status_code == 500
     assert r.headers["content-type"] == "application/problem+json"
     body = r.json()
     assert body["request_id"] == r.headers["x-request-id"]
+    assert "hunter2" not in r.text and "RuntimeError" not in r.text
+
+
+async def test_500_of_a_page_is_an_html_page_with_the_request_id(
+    failing_client: httpx.AsyncClient,
+) -> None:
+    r = await failing_client.get("/boom")
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["x-request-id"] in r.text
     assert "hunter2" not in r.text and "RuntimeError" not in r.text
 
 

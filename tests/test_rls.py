@@ -108,3 +108,49 @@ async def test_audit_log_is_append_only_for_the_app(runtime: Runtime, org: Organ
             select(func.count()).select_from(AuditLog).where(AuditLog.organization_id == org.id)
         )
         assert count.scalar_one() >= 1
+
+
+async def test_search_view_is_scoped_to_the_bound_tenant(
+    runtime: Runtime,
+    make_org: Callable[..., Awaitable[Organization]],
+    make_user: Callable[..., Awaitable[User]],
+) -> None:
+    """`ticket_search_scope` bypasses RLS by design; its own WHERE must keep tenants apart."""
+    orgs = [await make_org("A"), await make_org("B")]
+    for n, org in enumerate(orgs, start=1):
+        requester = await make_user(org, Role.REQUESTER)
+        async with runtime.db.session() as session:
+            category = await session.execute(
+                text(
+                    "INSERT INTO categories (id, organization_id, name, default_priority, fields) "
+                    "VALUES (gen_random_uuid(), :org, 'Cat', 'low', '[]') RETURNING id"
+                ),
+                {"org": org.id},
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO tickets (id, organization_id, number, subject, description, "
+                    "description_html, category_id, priority, status, requester_id, channel) "
+                    "VALUES (gen_random_uuid(), :org, :number, 'Printer jammed', "
+                    "'The printer is jammed again', '', :cat, 'low', 'new', :req, 'web')"
+                ),
+                {
+                    "org": org.id,
+                    "number": f"TKT2026{n:06d}",
+                    "cat": category.scalar_one(),
+                    "req": requester.id,
+                },
+            )
+    a = orgs[0]
+    async with runtime.db.tenant_session(a.id) as session:
+        seen = await session.execute(
+            text(
+                "SELECT organization_id FROM ticket_search_scope "
+                "WHERE search_vector @@ websearch_to_tsquery('english', 'printer')"
+            )
+        )
+        assert set(seen.scalars()) == {a.id}
+    async with runtime.db.session() as session:
+        await session.execute(text(f"SET LOCAL ROLE {runtime.settings.app_db_role}"))
+        unbound = await session.execute(text("SELECT count(*) FROM ticket_search_scope"))
+        assert unbound.scalar_one() == 0

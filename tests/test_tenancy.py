@@ -117,10 +117,10 @@ async def test_deactivated_org_stops_resolving(
 
 async def test_resolution_is_cached(admin: Session, client: httpx.AsyncClient) -> None:
     tenancy.tenant_cache.invalidate_tag(f"org:{admin.org.id}")
-    before_hits = CACHE_HITS.labels("tenants")._value.get()  # type: ignore[attr-defined]
+    before_hits = CACHE_HITS.labels("tenants", "l1")._value.get()  # type: ignore[attr-defined]
     for _ in range(3):
         assert (await client.get("/api/v1/me", headers=admin.headers)).status_code == 200
-    after_hits = CACHE_HITS.labels("tenants")._value.get()  # type: ignore[attr-defined]
+    after_hits = CACHE_HITS.labels("tenants", "l1")._value.get()  # type: ignore[attr-defined]
     assert after_hits - before_hits >= 2
 
 

@@ -75,7 +75,8 @@ def upgrade() -> None:
     )
 
     op.execute(NOTIFY_FUNCTION)
-    op.execute(rls.grant_all_sql())
+    # This table only: re-running `grant_all_sql()` would undo the append-only revokes of 0002.
+    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON outbox_events TO {rls.app_role()}")
     op.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {rls.app_role()}")
     for statement in rls.enable_tenant_rls("outbox_events"):
         op.execute(statement)

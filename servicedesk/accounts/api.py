@@ -8,12 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request, Response, status
 
-from servicedesk.accounts import login, service, two_factor
+from servicedesk.accounts import login, password_reset, service, two_factor
 from servicedesk.accounts.auth import (
-    ACCESS_COOKIE,
     REFRESH_COOKIE,
     AdminUser,
     CurrentUser,
+    clear_session_cookies,
+    set_session_cookies,
 )
 from servicedesk.accounts.repository import (
     DepartmentRepository,
@@ -30,6 +31,8 @@ from servicedesk.accounts.schemas import (
     MfaChallenge,
     MfaVerifyRequest,
     PasswordChange,
+    PasswordForgot,
+    PasswordReset,
     RecoveryCodes,
     RefreshRequest,
     RegisterRequest,
@@ -43,11 +46,11 @@ from servicedesk.accounts.schemas import (
     UserUpdate,
 )
 from servicedesk.core.actor import Actor
-from servicedesk.core.csrf import CSRF_COOKIE, check_csrf
+from servicedesk.core.csrf import check_csrf
 from servicedesk.core.errors import BadRequest, Unauthorized
 from servicedesk.core.pagination import Page, decode_cursor, encode_cursor
-from servicedesk.core.runtime import Runtime, get_runtime
-from servicedesk.core.security import hash_token, new_opaque_token
+from servicedesk.core.runtime import get_runtime
+from servicedesk.core.security import hash_token
 from servicedesk.models import Role, UserStatus
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
 
@@ -60,45 +63,6 @@ security_router = APIRouter(prefix="/api/v1/login-attempts", tags=["audit"])
 
 def _client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
-
-
-def _set_session_cookies(response: Response, runtime: Runtime, tokens: login.IssuedTokens) -> None:
-    settings = runtime.settings
-    secure = settings.cookie_secure
-    response.set_cookie(
-        ACCESS_COOKIE,
-        tokens.access_token,
-        max_age=tokens.expires_in,
-        httponly=True,
-        secure=secure,
-        samesite="lax",
-        path="/",
-    )
-    response.set_cookie(
-        REFRESH_COOKIE,
-        tokens.refresh_token,
-        max_age=settings.refresh_token_days * 86400,
-        httponly=True,
-        secure=secure,
-        samesite="lax",
-        path="/",
-    )
-    # Readable by the page's script so it can echo it in X-CSRF-Token (double submit).
-    response.set_cookie(
-        CSRF_COOKIE,
-        new_opaque_token(16),
-        max_age=settings.refresh_token_days * 86400,
-        httponly=False,
-        secure=secure,
-        samesite="lax",
-        path="/",
-    )
-
-
-def _clear_session_cookies(response: Response) -> None:
-    for name in (ACCESS_COOKIE, REFRESH_COOKIE):
-        response.delete_cookie(name, path="/", httponly=True, samesite="lax")
-    response.delete_cookie(CSRF_COOKIE, path="/", samesite="lax")
 
 
 def _token_response(tokens: login.IssuedTokens) -> TokenResponse:
@@ -162,7 +126,7 @@ async def sign_in(
     )
     if isinstance(result, login.MfaPending):
         return MfaChallenge(mfa_token=result.mfa_token)
-    _set_session_cookies(response, runtime, result)
+    set_session_cookies(response, runtime.settings, result)
     return _token_response(result)
 
 
@@ -179,7 +143,7 @@ async def mfa_verify(
     tokens = await login.verify_mfa(
         session, runtime, organization_id=tenant.id, mfa_token=data.mfa_token, code=data.code
     )
-    _set_session_cookies(response, runtime, tokens)
+    set_session_cookies(response, runtime.settings, tokens)
     return _token_response(tokens)
 
 
@@ -205,7 +169,7 @@ async def refresh(
     runtime = get_runtime(request)
     await runtime.limiter.hit(runtime.settings.rate_refresh_ip, "refresh", _client_ip(request))
     tokens = await login.rotate(session, runtime, _refresh_token_of(request, data))
-    _set_session_cookies(response, runtime, tokens)
+    set_session_cookies(response, runtime.settings, tokens)
     return _token_response(tokens)
 
 
@@ -219,7 +183,37 @@ async def logout(
 ) -> Response:
     await login.logout(session, _refresh_token_of(request, data))
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    _clear_session_cookies(response)
+    clear_session_cookies(response)
+    return response
+
+
+@auth_router.post(
+    "/password/forgot",
+    status_code=status.HTTP_202_ACCEPTED,
+    summary="Email a password reset link (the same answer whether or not the account exists)",
+)
+async def forgot_password(
+    request: Request, data: PasswordForgot, tenant: CurrentTenant, session: TenantSession
+) -> dict[str, str]:
+    runtime = get_runtime(request)
+    await runtime.limiter.hit(runtime.settings.rate_login_ip, "forgot-ip", _client_ip(request))
+    await password_reset.request_reset(session, runtime, email=data.email, tenant_slug=tenant.slug)
+    return {"detail": "If an account uses this address, a reset link is on its way."}
+
+
+@auth_router.post(
+    "/password/reset",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Set a new password with a reset link's token (single use; ends every session)",
+)
+async def reset_password(request: Request, data: PasswordReset, session: TenantSession) -> Response:
+    runtime = get_runtime(request)
+    await runtime.limiter.hit(runtime.settings.rate_login_ip, "reset-ip", _client_ip(request))
+    await password_reset.do_reset_password(
+        session, runtime, token=data.token, new_password=data.password
+    )
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    clear_session_cookies(response)
     return response
 
 

@@ -13,7 +13,14 @@ from sqlalchemy import Select, case, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.core.pagination import like_pattern
-from servicedesk.models import Department, LoginAttempt, RecoveryCode, RefreshToken, User
+from servicedesk.models import (
+    Department,
+    LoginAttempt,
+    PasswordResetToken,
+    RecoveryCode,
+    RefreshToken,
+    User,
+)
 
 
 class UserRepository:
@@ -282,3 +289,34 @@ class LoginAttemptRepository:
             query = query.where(tuple_(LoginAttempt.created_at, LoginAttempt.id) < tuple_(*before))
         query = query.order_by(LoginAttempt.created_at.desc(), LoginAttempt.id.desc()).limit(limit)
         return list((await self.session.execute(query)).scalars())
+
+
+class PasswordResetRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get_by_hash_for_update(self, token_hash: str) -> PasswordResetToken | None:
+        result = await self.session.execute(
+            select(PasswordResetToken)
+            .where(PasswordResetToken.token_hash == token_hash)
+            .with_for_update()
+        )
+        return result.scalar_one_or_none()
+
+    async def retire_open(self, user_id: uuid.UUID, *, at: datetime) -> int:
+        """Mark every unused link of a user as used (a newer link or a new password wins)."""
+        result = await self.session.execute(
+            update(PasswordResetToken)
+            .where(PasswordResetToken.user_id == user_id, PasswordResetToken.used_at.is_(None))
+            .values(used_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def count_recent(self, user_id: uuid.UUID, *, since: datetime) -> int:
+        result = await self.session.execute(
+            select(func.count())
+            .select_from(PasswordResetToken)
+            .where(PasswordResetToken.user_id == user_id, PasswordResetToken.created_at >= since)
+        )
+        return int(result.scalar_one())

@@ -90,6 +90,15 @@ class PasswordChange(Strict):
     new_password: Password
 
 
+class PasswordForgot(Strict):
+    email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=254)]
+
+
+class PasswordReset(Strict):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    password: Password
+
+
 class UserRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

@@ -444,6 +444,16 @@ async def get_users(session: AsyncSession, user_ids: list[uuid.UUID]) -> list[Us
     return await UserRepository(session).get_many(user_ids)
 
 
+async def list_active_users(
+    session: AsyncSession, *, role: Role, department_id: uuid.UUID | None = None, limit: int = 1000
+) -> list[User]:
+    """Users of one role (and department) who can sign in: e.g. whom to notify."""
+    users = await UserRepository(session).list(
+        status=UserStatus.APPROVED, role=role, department_id=department_id, limit=limit
+    )
+    return [u for u in users if _may_sign_in(u)]
+
+
 async def find_users_by_emails(session: AsyncSession, emails: list[str]) -> list[User]:
     """Users of the bound organization with these emails (any role or status)."""
     if not emails:
@@ -455,3 +465,19 @@ async def list_departments(
     session: AsyncSession, *, include_inactive: bool = True
 ) -> list[Department]:
     return await DepartmentRepository(session).list(include_inactive=include_inactive)
+
+
+async def list_users(
+    session: AsyncSession,
+    *,
+    status: str | None = None,
+    role: str | None = None,
+    q: str | None = None,
+    include_inactive: bool = True,
+    after: tuple[int, Any, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> list[User]:
+    """Users of the bound organization for the admin console: pending first, newest first."""
+    return await UserRepository(session).list(
+        status=status, role=role, q=q, include_inactive=include_inactive, after=after, limit=limit
+    )

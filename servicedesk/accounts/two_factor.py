@@ -87,6 +87,15 @@ async def begin_enrolment(runtime: Runtime, user: User) -> tuple[str, str, str]:
     secret = pyotp.random_base32()
     user.totp_secret_encrypted = runtime.secrets.encrypt(secret)
     user.totp_last_step = None
+    return pending_enrolment(runtime, user)
+
+
+def pending_enrolment(runtime: Runtime, user: User) -> tuple[str, str, str]:
+    """The secret, provisioning URI and QR code of an enrolment begun but not confirmed (to
+    show them again after a wrong first code)."""
+    if user.totp_enabled or user.totp_secret_encrypted is None:
+        raise Unprocessable("Start the enrolment first.", code="2fa_not_started")
+    secret = runtime.secrets.decrypt(user.totp_secret_encrypted)
     uri = pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=ISSUER)
     qr = segno.make(uri, error="m").svg_data_uri(scale=4)
     return secret, uri, qr

@@ -16,7 +16,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from servicedesk.core.context import RequestContext, reset_request_context, set_request_context
-from servicedesk.core.problems import internal_error_body
+from servicedesk.core.problems import internal_error_response
 
 log = logging.getLogger("servicedesk.access")
 
@@ -106,13 +106,13 @@ class RequestPipelineMiddleware:
             log.exception("unhandled error", extra={"path": path})
             if status_holder["started"]:
                 raise
-            body = internal_error_body(path)
+            content_type, body = internal_error_response(scope)
             await send_wrapper(
                 {
                     "type": "http.response.start",
                     "status": 500,
                     "headers": [
-                        (b"content-type", b"application/problem+json"),
+                        (b"content-type", content_type),
                         (b"content-length", str(len(body)).encode()),
                     ],
                 }

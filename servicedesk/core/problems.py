@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope
 
 from servicedesk.core.context import current_request
 from servicedesk.core.errors import AppError
@@ -47,6 +49,35 @@ _CODES = {
 }
 
 
+HtmlErrorPage = Callable[[Scope, int, str, str, str], bytes]
+"""Renders an error page: (scope, status, title, detail, request id) → HTML."""
+
+# Machine paths keep problem+json; every other path is a page a person opened in a browser.
+_MACHINE_PREFIXES = ("/api/",)
+_MACHINE_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def html_error_page(scope: Scope) -> HtmlErrorPage | None:
+    """The app's error page renderer when the path is a browser page (decided by prefix)."""
+    path: str = scope.get("path", "")
+    if path.startswith(_MACHINE_PREFIXES) or path in _MACHINE_PATHS:
+        return None
+    app = scope.get("app")
+    renderer: HtmlErrorPage | None = getattr(getattr(app, "state", None), "html_error_page", None)
+    return renderer
+
+
+def _render_page(
+    renderer: HtmlErrorPage, scope: Scope, status: int, title: str, detail: str
+) -> bytes | None:
+    """The error page, or None if rendering it failed (then the problem document goes out)."""
+    try:
+        return renderer(scope, status, title, detail, current_request().request_id or "")
+    except Exception:  # an error page must never turn one failure into two
+        log.exception("error page failed")
+        return None
+
+
 class ProblemResponse(Response):
     media_type = "application/problem+json"
 
@@ -64,8 +95,19 @@ def problem(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
     extra: dict[str, Any] | None = None,
-) -> ProblemResponse:
+) -> Response:
     code = code or _CODES.get(status, "error")
+    renderer = html_error_page(request.scope) if request is not None else None
+    if renderer is not None and request is not None:
+        page = _render_page(
+            renderer,
+            request.scope,
+            status,
+            title or _TITLES.get(status, "Error"),
+            detail or title or _TITLES.get(status, "Error"),
+        )
+        if page is not None:
+            return HTMLResponse(page, status_code=status, headers=headers)
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,
         "title": title or _TITLES.get(status, "Error"),
@@ -91,7 +133,7 @@ def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return cleaned
 
 
-async def _app_error(request: Request, exc: Exception) -> ProblemResponse:
+async def _app_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     return problem(
         exc.status,
@@ -105,7 +147,7 @@ async def _app_error(request: Request, exc: Exception) -> ProblemResponse:
     )
 
 
-async def _validation_error(request: Request, exc: Exception) -> ProblemResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = _clean_errors(exc)
     if any(e["type"] in ("json_invalid", "model_attributes_type") for e in errors) or any(
@@ -127,12 +169,29 @@ async def _validation_error(request: Request, exc: Exception) -> ProblemResponse
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> ProblemResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
     return problem(
         exc.status_code, detail=detail, request=request, headers=getattr(exc, "headers", None)
     )
+
+
+def internal_error_response(scope: Scope) -> tuple[bytes, bytes]:
+    """(content type, body) of the 500 answer: an HTML page with the request id for browser
+    paths when the app has one, else the problem document."""
+    renderer = html_error_page(scope)
+    if renderer is not None:
+        page = _render_page(
+            renderer,
+            scope,
+            500,
+            "Something went wrong",
+            "An unexpected error occurred. Quote the request id when reporting it.",
+        )
+        if page is not None:
+            return b"text/html; charset=utf-8", page
+    return b"application/problem+json", internal_error_body(scope.get("path", ""))
 
 
 def internal_error_body(path: str) -> bytes:
@@ -150,7 +209,7 @@ def internal_error_body(path: str) -> bytes:
     )
 
 
-async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
+async def _integrity_error(request: Request, exc: Exception) -> Response:
     """A constraint the service did not pre-check (usually a race): 409/422, never a 500."""
     assert isinstance(exc, IntegrityError)
     sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
@@ -171,7 +230,7 @@ async def _integrity_error(request: Request, exc: Exception) -> ProblemResponse:
 _UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
 
 
-async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
+async def _database_error(request: Request, exc: Exception) -> Response:
     """A NUL in any input reaches PostgreSQL only to be refused: 422, not a 500. Every other
     database error stays unhandled (logged, 500)."""
     assert isinstance(exc, DBAPIError)
@@ -186,7 +245,9 @@ async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
     raise exc
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, *, html_errors: HtmlErrorPage | None = None) -> None:
+    """Register the handlers; with `html_errors`, browser paths get HTML error pages."""
+    app.state.html_error_page = html_errors
     app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(AppError, _app_error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import jwt
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from argon2.low_level import Type
@@ -33,6 +34,9 @@ class PasswordHashing:
         # A real hash of a random password: verifying unknown emails against it costs the same
         # time as a real check, so response timing does not reveal which emails exist.
         self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+        # Each hash holds `memory_kib` of RAM: at most one per core at a time, so a burst of
+        # logins queues instead of multiplying memory (40 default threads x 64 MiB).
+        self._limiter = CapacityLimiter(max(1, os.cpu_count() or 1))
 
     @property
     def parameters(self) -> str:
@@ -40,7 +44,7 @@ class PasswordHashing:
         return f"argon2id t={h.time_cost} m={h.memory_cost}KiB p={h.parallelism}"
 
     async def hash(self, password: str) -> str:
-        return await to_thread.run_sync(self._hasher.hash, password)
+        return await to_thread.run_sync(self._hasher.hash, password, limiter=self._limiter)
 
     def _verify(self, hashed: str | None, password: str) -> bool:
         try:
@@ -50,7 +54,7 @@ class PasswordHashing:
 
     async def verify(self, hashed: str | None, password: str) -> bool:
         """True when `password` matches; with `hashed=None` burns the same time and is False."""
-        return await to_thread.run_sync(self._verify, hashed, password)
+        return await to_thread.run_sync(self._verify, hashed, password, limiter=self._limiter)
 
     def needs_rehash(self, hashed: str) -> bool:
         return self._hasher.check_needs_rehash(hashed)

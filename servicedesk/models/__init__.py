@@ -1,9 +1,22 @@
 """All ORM models, one module per aggregate, importable from one root (Alembic looks here)."""
 
 from servicedesk.models.audit import AuditLog
-from servicedesk.models.auth import LoginAttempt, RecoveryCode, RefreshToken
+from servicedesk.models.auth import LoginAttempt, PasswordResetToken, RecoveryCode, RefreshToken
 from servicedesk.models.base import Base
 from servicedesk.models.idempotency import IdempotencyRecord
+from servicedesk.models.jobs import HandledEvent
+from servicedesk.models.notification import (
+    Email,
+    EmailStatus,
+    Notification,
+    NotificationChannel,
+    NotificationPreference,
+    NotificationReceipt,
+    NotificationSettings,
+    PushMessage,
+    PushStatus,
+    PushSubscription,
+)
 from servicedesk.models.organization import Organization
 from servicedesk.models.outbox import OutboxEvent
 from servicedesk.models.ticket import (
@@ -31,11 +44,23 @@ __all__ = [
     "Comment",
     "CommentRevision",
     "Department",
+    "Email",
+    "EmailStatus",
+    "HandledEvent",
     "IdempotencyRecord",
     "LoginAttempt",
+    "Notification",
+    "NotificationChannel",
+    "NotificationPreference",
+    "NotificationReceipt",
+    "NotificationSettings",
     "Organization",
     "OutboxEvent",
+    "PasswordResetToken",
     "Priority",
+    "PushMessage",
+    "PushStatus",
+    "PushSubscription",
     "RecoveryCode",
     "RefreshToken",
     "Role",

@@ -59,3 +59,21 @@ class LoginAttempt(IdMixin, TenantMixin, Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(400))
     created_at: Mapped[datetime] = mapped_column(default=utc_now, server_default=func.now())
+
+
+class PasswordResetToken(IdMixin, TenantMixin, Base):
+    """A "forgot password" link: single use, short-lived, stored as a hash only."""
+
+    __tablename__ = "password_reset_tokens"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the token in the emailed link; the token itself is never stored."""
+    created_at: Mapped[datetime] = mapped_column(default=utc_now, server_default=func.now())
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    """Set when the link was used, or when a newer link or a password change replaced it."""
+    ip: Mapped[str | None] = mapped_column(String(64))
+    """Where the reset was requested from (for the user's and admins' review)."""

@@ -50,6 +50,10 @@ def _snapshot(org: Organization) -> dict[str, Any]:
     }
 
 
+def cached_tenant(key: str) -> Tenant | None:
+    return tenant_cache.get(key.lower())
+
+
 async def resolve(session: AsyncSession, key: str) -> Tenant | None:
     """Find an active organization by id or slug, through the tenant cache.
 

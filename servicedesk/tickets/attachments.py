@@ -28,11 +28,13 @@ from datetime import datetime, timedelta
 from anyio import to_thread
 from itsdangerous import BadData, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Message, Receive
 
 from servicedesk.audit import service as audit
 from servicedesk.core import events, filetypes, storage
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable
+from servicedesk.core.runtime import Runtime
 from servicedesk.core.storage import Storage
 from servicedesk.models import Attachment, Comment, Role, Ticket, TicketStatus
 from servicedesk.tenancy.service import Tenant
@@ -174,6 +176,48 @@ class DownloadLinks:
 def download_url(tenant: Tenant, token: str) -> str:
     """A relative URL that names the tenant in its path, so it works from a browser too."""
     return f"/t/{tenant.slug}/api/v1/attachments/download?token={token}"
+
+
+_LINKS_KEY = "attachments.download_links"
+
+
+def links_of(runtime: Runtime) -> DownloadLinks:
+    """The process's link signer, keyed from the server secret (built once)."""
+    links = runtime.extras.get(_LINKS_KEY)
+    if not isinstance(links, DownloadLinks):
+        links = DownloadLinks(runtime.settings.resolved_secret_key())
+        runtime.extras[_LINKS_KEY] = links
+    return links
+
+
+def link_for(
+    runtime: Runtime, tenant: Tenant, user_id: uuid.UUID, attachment_id: uuid.UUID
+) -> tuple[str, datetime]:
+    """A download link for one user, and when it expires."""
+    token, expires = links_of(runtime).issue(
+        organization_id=tenant.id,
+        attachment_id=attachment_id,
+        user_id=user_id,
+        lifetime_seconds=runtime.settings.download_link_seconds,
+    )
+    return download_url(tenant, token), expires
+
+
+def limited_receive(receive: Receive, *, budget: int, limit: int) -> Receive:
+    """`receive` that stops the request once more than `budget` body bytes have arrived
+    (`limit` is the per-file limit named in the 413)."""
+    seen = 0
+
+    async def wrapped() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > budget:
+                raise payload_too_large(limit)
+        return message
+
+    return wrapped
 
 
 # Queries -----------------------------------------------------------------------------------

@@ -45,6 +45,17 @@ async def list_comments(session: AsyncSession, viewer: Viewer, ticket: Ticket) -
     return await CommentRepository(session).list(ticket.id, include_internal=viewer.sees_internal)
 
 
+async def get_comment(
+    session: AsyncSession, viewer: Viewer, ticket_id: uuid.UUID, comment_id: uuid.UUID
+) -> Comment:
+    """A live comment the viewer may read (internal notes only for staff), or 404."""
+    ticket = await tickets.access_ticket(session, viewer, ticket_id)
+    comment = await CommentRepository(session).get(ticket.id, comment_id)
+    if comment is None or (comment.is_internal and not viewer.sees_internal):
+        raise NotFound("Comment not found.")
+    return comment
+
+
 async def add_comment(
     session: AsyncSession, viewer: Viewer, tenant: Tenant, ticket_id: uuid.UUID, data: CommentCreate
 ) -> Comment:

@@ -8,7 +8,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, case, func, literal, or_, select, tuple_
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    MetaData,
+    Select,
+    Table,
+    and_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.core.pagination import like_prefix
@@ -47,6 +60,69 @@ class TicketFilters:
     submitted_to: datetime | None = None
     updated_from: datetime | None = None
     updated_to: datetime | None = None
+
+
+# The tenant-scoped view search runs on (migration 0007); not part of the ORM metadata.
+SEARCH_SCOPE = Table(
+    "ticket_search_scope",
+    MetaData(),
+    *(
+        Column(name, Ticket.__table__.c[name].type)
+        for name in (
+            "id",
+            "organization_id",
+            "number",
+            "subject",
+            "description",
+            "search_vector",
+            "status",
+            "priority",
+            "category_id",
+            "subcategory_id",
+            "department_id",
+            "requester_id",
+            "assignee_id",
+            "channel",
+            "tags",
+            "submitted_at",
+            "updated_at",
+        )
+    ),
+)
+
+
+def conditions(viewer: Viewer, f: TicketFilters, t: Any) -> builtins.list[ColumnElement[bool]]:
+    """Visibility plus list filters over `Ticket` or the search view's columns."""
+    out: builtins.list[ColumnElement[bool]] = [viewer.ticket_filter(t)]
+    if f.statuses:
+        out.append(t.status.in_(f.statuses))
+    if f.priorities:
+        out.append(t.priority.in_(f.priorities))
+    if f.category_id:
+        out.append(or_(t.category_id == f.category_id, t.subcategory_id == f.category_id))
+    if f.department_id:
+        out.append(t.department_id == f.department_id)
+    if f.assignee == "none":
+        out.append(t.assignee_id.is_(None))
+    elif f.assignee == "me":
+        out.append(t.assignee_id == viewer.user.id)
+    elif f.assignee:
+        out.append(t.assignee_id == uuid.UUID(f.assignee))
+    if f.requester_id:
+        out.append(t.requester_id == f.requester_id)
+    if f.tag:
+        out.append(t.tags.contains([f.tag]))
+    if f.channel:
+        out.append(t.channel == f.channel)
+    if f.submitted_from:
+        out.append(t.submitted_at >= f.submitted_from)
+    if f.submitted_to:
+        out.append(t.submitted_at < f.submitted_to)
+    if f.updated_from:
+        out.append(t.updated_at >= f.updated_from)
+    if f.updated_to:
+        out.append(t.updated_at < f.updated_to)
+    return out
 
 
 SORTS = {
@@ -90,38 +166,7 @@ class TicketRepository:
         return list((await self.session.execute(query)).scalars())
 
     def _filtered(self, viewer: Viewer, f: TicketFilters) -> Select[Ticket]:
-        query = select(Ticket).where(viewer.ticket_filter())
-        if f.statuses:
-            query = query.where(Ticket.status.in_(f.statuses))
-        if f.priorities:
-            query = query.where(Ticket.priority.in_(f.priorities))
-        if f.category_id:
-            query = query.where(
-                or_(Ticket.category_id == f.category_id, Ticket.subcategory_id == f.category_id)
-            )
-        if f.department_id:
-            query = query.where(Ticket.department_id == f.department_id)
-        if f.assignee == "none":
-            query = query.where(Ticket.assignee_id.is_(None))
-        elif f.assignee == "me":
-            query = query.where(Ticket.assignee_id == viewer.user.id)
-        elif f.assignee:
-            query = query.where(Ticket.assignee_id == uuid.UUID(f.assignee))
-        if f.requester_id:
-            query = query.where(Ticket.requester_id == f.requester_id)
-        if f.tag:
-            query = query.where(Ticket.tags.contains([f.tag]))
-        if f.channel:
-            query = query.where(Ticket.channel == f.channel)
-        if f.submitted_from:
-            query = query.where(Ticket.submitted_at >= f.submitted_from)
-        if f.submitted_to:
-            query = query.where(Ticket.submitted_at < f.submitted_to)
-        if f.updated_from:
-            query = query.where(Ticket.updated_at >= f.updated_from)
-        if f.updated_to:
-            query = query.where(Ticket.updated_at < f.updated_to)
-        return query
+        return select(Ticket).where(*conditions(viewer, f, Ticket))
 
     async def list(
         self,
@@ -152,42 +197,53 @@ class TicketRepository:
         after: tuple[float, uuid.UUID] | None,
         limit: int,
     ) -> builtins.list[tuple[Ticket, float, str]]:
-        """Full-text (weighted tsvector) plus fuzzy number/subject matches, best first."""
+        """Full-text (weighted tsvector) plus fuzzy number/subject matches, best first.
+
+        Matching runs on `ticket_search_scope` (tenant condition in the view, indexes usable),
+        the page of tickets is then loaded by id through RLS like every other read.
+        """
+        v = SEARCH_SCOPE.c
         tsq = func.websearch_to_tsquery("english", text_query)
-        fts = Ticket.search_vector.op("@@")(tsq)
+        fts = v.search_vector.op("@@")(tsq)
         # pg_trgm word similarity: the query is like a word (or run of words) of the subject,
         # so a misspelled word finds a long subject (`%` compares with the whole subject).
-        fuzzy_subject = Ticket.subject.op("%>")(text_query)
-        number_match = Ticket.number.ilike(like_prefix(text_query.strip().upper()))
+        fuzzy_subject = v.subject.op("%>")(text_query)
+        number_match = v.number.like(like_prefix(text_query.strip().upper()))
         score = (
-            func.ts_rank_cd(Ticket.search_vector, tsq)
-            + func.similarity(Ticket.subject, text_query) * 0.5
+            func.ts_rank_cd(v.search_vector, tsq)
+            + func.similarity(v.subject, text_query) * 0.5
             + case((number_match, 10.0), else_=0.0)
         ).label("score")
-        headline = func.ts_headline(
-            "english",
-            _html_escaped(Ticket.subject + literal(" — ") + func.left(Ticket.description, 2000)),
-            tsq,
-            f"StartSel={HL_START}, StopSel={HL_STOP}, MaxWords=30, MinWords=10, MaxFragments=2",
-        ).label("headline")
         matches = (
-            self._filtered(viewer, filters)
-            .where(or_(fts, fuzzy_subject, number_match))
-            .with_only_columns(Ticket.id, score)
+            select(v.id, score)
+            .where(*conditions(viewer, filters, v), or_(fts, fuzzy_subject, number_match))
             .subquery()
         )
-        query = (
-            select(Ticket, matches.c.score, headline)
-            .join(matches, matches.c.id == Ticket.id)
-            .order_by(matches.c.score.desc(), Ticket.id.desc())
+        hl = SEARCH_SCOPE.alias("hl")
+        headline = func.ts_headline(
+            "english",
+            _html_escaped(hl.c.subject + literal(" — ") + func.left(hl.c.description, 2000)),
+            tsq,
+            f"StartSel={HL_START}, StopSel={HL_STOP}, MaxWords=30, MinWords=10, MaxFragments=2",
+        )
+        page = (
+            select(matches.c.id, matches.c.score, headline)
+            .join(hl, hl.c.id == matches.c.id)
+            .order_by(matches.c.score.desc(), matches.c.id.desc())
             .limit(limit)
         )
         if after is not None:
-            query = query.where(
-                tuple_(matches.c.score, Ticket.id) < tuple_(literal(after[0]), literal(after[1]))
+            page = page.where(
+                tuple_(matches.c.score, matches.c.id) < tuple_(literal(after[0]), literal(after[1]))
             )
-        result = await self.session.execute(query)
-        return [(row[0], float(row[1] or 0), row[2] or "") for row in result]
+        rows = (await self.session.execute(page)).all()
+        if not rows:
+            return []
+        loaded = await self.session.execute(
+            select(Ticket).where(Ticket.id.in_([r[0] for r in rows]), viewer.ticket_filter())
+        )
+        by_id = {t.id: t for t in loaded.scalars()}
+        return [(by_id[r[0]], float(r[1] or 0), r[2] or "") for r in rows if r[0] in by_id]
 
 
 class CategoryRepository:

@@ -1,0 +1,1 @@
+"""Notifications: in-app, email, web push; preferences, quiet hours, de-dup, digests."""

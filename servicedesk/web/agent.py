@@ -1,0 +1,685 @@
+"""The agent workspace (`/agent`): queues, saved views, search, bulk actions, and a ticket with
+its conversation, internal notes, properties (versioned inline edits), requester and history.
+
+Agents and admins work here; managers read (no forms); requesters get the 403 page. Routes call
+the ticket services as the API does; a stale property edit (the service's 409
+`version_conflict`) re-renders the panel with the current values and a re-apply button.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request, Response
+from markupsafe import Markup, escape
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from servicedesk.accounts import service as accounts
+from servicedesk.core.errors import AppError, BadRequest, Forbidden, NotFound
+from servicedesk.core.pagination import decode_cursor, encode_cursor
+from servicedesk.core.runtime import get_runtime
+from servicedesk.models import Attachment, Category, Priority, Role, Ticket, TicketStatus, User
+from servicedesk.tenancy.deps import CurrentTenant, TenantSession
+from servicedesk.tenancy.service import Tenant
+from servicedesk.tickets import attachments, bulk, categories, comments, history, views, workflow
+from servicedesk.tickets import service as tickets
+from servicedesk.tickets.auth import Viewer
+from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters, TicketRepository
+from servicedesk.tickets.schemas import CommentCreate, StatusChange, TicketUpdate
+from servicedesk.web import ticket_fields
+from servicedesk.web.forms import (
+    FORM_ERROR,
+    FieldErrors,
+    UserForm,
+    app_errors,
+    validation_errors,
+)
+from servicedesk.web.portal import _inspect_files, _upload_rules
+from servicedesk.web.session import PageUser, is_htmx, redirect
+from servicedesk.web.templating import PRIORITY_LABELS, STATUS_LABELS, render
+
+router = APIRouter(prefix="/agent", include_in_schema=False)
+
+PAGE_SIZE = 25
+_NUMBER = re.compile(r"^TKT[0-9]{10,14}$", re.IGNORECASE)
+ACTIVE = sorted(str(s) for s in workflow.ACTIVE)
+TABS: dict[str, tuple[str, TicketFilters]] = {
+    "mine": ("My open", TicketFilters(statuses=ACTIVE, assignee="me")),
+    "unassigned": ("Unassigned", TicketFilters(statuses=ACTIVE, assignee="none")),
+    "open": ("All open", TicketFilters(statuses=ACTIVE)),
+}
+SORTS = {"updated": "Last update", "submitted": "Submitted", "priority": "Priority"}
+PROPERTIES = ("status", "priority", "category", "department", "assignee", "tags")
+PROPERTY_LABELS = {
+    "status": "status",
+    "priority": "priority",
+    "category": "category",
+    "department": "department",
+    "assignee": "assignee",
+    "tags": "tags",
+}
+NOTICES = {
+    "replied": "Your reply has been sent to the requester.",
+    "noted": "Internal note added. Only staff can see it.",
+    "assigned": "The ticket is assigned to you.",
+}
+
+
+def _staff(user: User, tenant: Tenant) -> Viewer:
+    viewer = Viewer.of(user, tenant)
+    if not viewer.is_staff:
+        raise Forbidden("The agent workspace is for the support team.", code="insufficient_role")
+    return viewer
+
+
+def highlight(headline: str) -> Markup:
+    """A search headline as markup: every piece of text escaped here (whatever the database
+    sent), and only our own markers become <mark> elements."""
+    out: list[str] = []
+    open_mark = False
+    for part in re.split(f"([{HL_START}{HL_STOP}])", headline):
+        if part == HL_START:
+            if not open_mark:
+                out.append("<mark>")
+                open_mark = True
+        elif part == HL_STOP:
+            if open_mark:
+                out.append("</mark>")
+                open_mark = False
+        else:
+            out.append(str(escape(html.unescape(part))))
+    if open_mark:
+        out.append("</mark>")
+    # Every piece of text went through `escape`; the only tags are the <mark> pairs above.
+    return Markup("".join(out))  # noqa: S704
+
+
+# Queue ---------------------------------------------------------------------------------------
+
+
+def _one_of(value: str | None, allowed: set[str]) -> str:
+    return value if value in allowed else ""
+
+
+async def _staff_users(session: AsyncSession) -> list[User]:
+    people = await accounts.list_active_users(session, role=Role.AGENT)
+    people += await accounts.list_active_users(session, role=Role.ADMIN)
+    return sorted(people, key=lambda u: u.full_name.lower())
+
+
+@router.get("")
+async def queue(
+    request: Request,
+    tenant: CurrentTenant,
+    session: TenantSession,
+    user: PageUser,
+    tab: Annotated[str, Query(max_length=60)] = "mine",
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    priority: Annotated[str | None, Query(max_length=20)] = None,
+    category: Annotated[str | None, Query(max_length=40)] = None,
+    assignee: Annotated[str | None, Query(max_length=40)] = None,
+    sort: Annotated[str, Query(pattern="^(updated|submitted|priority)$")] = "updated",
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    notice: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    viewer = _staff(user, tenant)
+    saved = await views.list_views(session, user.id)
+    view = next((v for v in saved if f"view-{v.id}" == tab), None)
+    if view is None and tab not in TABS:
+        tab = "mine"
+    cats = await categories.list_categories(session, include_inactive=True)
+    people = await _staff_users(session)
+    base = TABS[tab][1] if view is None else TicketFilters()
+    filters = TicketFilters(
+        statuses=list(base.statuses), assignee=base.assignee, category_id=base.category_id
+    )
+    if view is not None:
+        stored = view.filters
+        filters.statuses = list(stored.get("status", []))
+        filters.priorities = list(stored.get("priority", []))
+        filters.assignee = stored.get("assignee")
+        filters.tag = stored.get("tag")
+        if stored.get("category_id"):
+            filters.category_id = uuid.UUID(stored["category_id"])
+        if stored.get("department_id"):
+            filters.department_id = uuid.UUID(stored["department_id"])
+        sort = stored.get("sort", sort) if "sort" not in request.query_params else sort
+        q = q or stored.get("q")
+    status = _one_of(status, set(STATUS_LABELS))
+    priority = _one_of(priority, set(PRIORITY_LABELS))
+    category = _one_of(category, {str(c.id) for c in cats})
+    assignee = _one_of(assignee, {"me", "none"} | {str(u.id) for u in people})
+    if status:
+        filters.statuses = [status]
+    if priority:
+        filters.priorities = [priority]
+    if category:
+        filters.category_id = uuid.UUID(category)
+    if assignee:
+        filters.assignee = assignee
+    query = (q or "").strip()
+    repo = TicketRepository(session)
+    headlines: dict[uuid.UUID, Markup] = {}
+    next_cursor = None
+    if query:
+        after_s = decode_cursor(cursor, float, uuid.UUID) if cursor else None
+        found = await repo.search(
+            viewer,
+            filters,
+            query,
+            after=(after_s[0], after_s[1]) if after_s else None,
+            limit=PAGE_SIZE + 1,
+        )
+        if len(found) > PAGE_SIZE:
+            last = found[PAGE_SIZE - 1]
+            next_cursor = encode_cursor(last[1], last[0].id)
+            found = found[:PAGE_SIZE]
+        rows = [t for t, _, _ in found]
+        headlines = {t.id: highlight(h) for t, _, h in found}
+    else:
+        shape: tuple[type, ...] = (
+            (int, datetime, uuid.UUID) if sort == "priority" else (datetime, uuid.UUID)
+        )
+        after = decode_cursor(cursor, *shape) if cursor else None
+        rows = await repo.list(
+            viewer, filters, sort=sort, descending=True, after=after, limit=PAGE_SIZE + 1
+        )
+        if len(rows) > PAGE_SIZE:
+            last_t = rows[PAGE_SIZE - 1]
+            key: tuple[Any, ...] = (last_t.updated_at, last_t.id)
+            if sort == "submitted":
+                key = (last_t.submitted_at, last_t.id)
+            elif sort == "priority":
+                key = (last_t.priority_rank, last_t.updated_at, last_t.id)
+            next_cursor = encode_cursor(*key)
+            rows = rows[:PAGE_SIZE]
+    params = {
+        k: v
+        for k, v in {
+            "tab": tab,
+            "status": status,
+            "priority": priority,
+            "category": category,
+            "assignee": assignee,
+            "sort": sort,
+            "q": query,
+        }.items()
+        if v
+    }
+    by_id = {c.id: c for c in cats}
+    names = {u.id: u.full_name for u in people}
+    context = {
+        "rows": rows,
+        "headlines": headlines,
+        "next_link": f"/agent?{urlencode({**params, 'cursor': next_cursor})}"
+        if next_cursor
+        else None,
+        "query_string": urlencode(params),
+        "tab": tab,
+        "tabs": [(key, label) for key, (label, _) in TABS.items()]
+        + [(f"view-{v.id}", v.name) for v in saved],
+        "f": {"status": status, "priority": priority, "category": category, "assignee": assignee},
+        "sort": sort,
+        "sorts": SORTS,
+        "q": query,
+        "statuses": STATUS_LABELS,
+        "priorities": PRIORITY_LABELS,
+        "category_choices": [(str(c.id), c.name) for c in cats if c.parent_id is None],
+        "people": people,
+        "names": names,
+        "can_work": viewer.can_work,
+        "notice": notice,
+        "category_label": lambda t: ticket_fields.category_label(
+            by_id, t.category_id, t.subcategory_id
+        ),
+    }
+    if cursor and is_htmx(request):
+        return render(request, "agent/_rows.html", context)
+    return render(request, "agent/queue.html", context)
+
+
+BULK_NOTICE = "{changed} of {count} tickets changed."
+
+
+@router.post("/bulk")
+async def bulk_action(
+    request: Request,
+    form: UserForm,
+    tenant: CurrentTenant,
+    session: TenantSession,
+    user: PageUser,
+) -> Response:
+    viewer = _staff(user, tenant)
+    back = form.get("back")
+    if not back.startswith("/agent"):
+        back = "/agent"
+    action = form.get("action")
+    kind, _, value = action.partition(":")
+    payload: dict[str, Any]
+    if kind == "assign_me":
+        payload = {"assignee_id": str(user.id)}
+    elif kind == "status" and value in STATUS_LABELS and value != "rejected":
+        payload = {"status": value}
+    elif kind == "priority" and value in PRIORITY_LABELS:
+        payload = {"priority": value}
+    else:
+        raise BadRequest("Choose an action.", code="invalid_bulk_action")
+    ids = form.getlist("ticket_ids")
+    try:
+        data = bulk.BulkUpdate.model_validate({"ticket_ids": ids, "action": payload})
+    except ValidationError:
+        message = "Select at least one ticket."
+    else:
+        try:
+            async with session.begin_nested():
+                outcome = await bulk.bulk_update(session, viewer, tenant, data)
+        except AppError as exc:
+            if exc.status >= 500:
+                raise
+            message = exc.detail
+        else:
+            message = BULK_NOTICE.format(changed=outcome.changed, count=len(outcome.tickets))
+    sep = "&" if "?" in back else "?"
+    return redirect(request, f"{back}{sep}{urlencode({'notice': message})}")
+
+
+ACTIONS = {
+    "ticket.created": "opened the ticket",
+    "ticket.updated": "changed the ticket",
+    "ticket.assigned": "changed the assignee",
+    "ticket.bulk_updated": "changed the ticket (bulk action)",
+    "ticket.status_changed": "changed the status",
+    "comment.created": "added a comment",
+    "comment.updated": "edited a comment",
+    "comment.deleted": "deleted a comment",
+    "attachment.added": "attached a file",
+    "attachment.deleted": "removed a file",
+}
+SHOWN_CHANGES = {
+    "status": "Status",
+    "priority": "Priority",
+    "assignee_id": "Assignee",
+    "department_id": "Department",
+    "category_id": "Category",
+    "subcategory_id": "Sub-category",
+    "tags": "Tags",
+    "subject": "Subject",
+    "rejection_reason": "Reason",
+    "filename": "File",
+}
+
+
+def _history_rows(
+    entries: list[Any], users: dict[uuid.UUID, User], cats: dict[uuid.UUID, Category]
+) -> list[dict[str, Any]]:
+    """Audit entries as sentences: who did what, and the before → after of known fields."""
+
+    def text(key: str, value: Any) -> str:
+        if value is None or value == [] or value == "":
+            return "none"
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        if key == "status":
+            return STATUS_LABELS.get(str(value), str(value))
+        if key == "priority":
+            return PRIORITY_LABELS.get(str(value), str(value))
+        try:
+            ref = uuid.UUID(str(value))
+        except ValueError:
+            return str(value)
+        if ref in users:
+            return users[ref].full_name
+        if ref in cats:
+            return cats[ref].name
+        return "another record"
+
+    rows = []
+    for e in reversed(entries):
+        new = e.new_values or {}
+        old = e.old_values or {}
+        what = ACTIONS.get(e.action, e.action)
+        if e.action == "comment.created":
+            what = "added an internal note" if new.get("is_internal") else "replied"
+        changes = []
+        if e.action != "ticket.created":
+            changes = [
+                (label, text(k, old.get(k)) if k in old else None, text(k, new[k]))
+                for k, label in SHOWN_CHANGES.items()
+                if k in new
+            ]
+        who = users.get(e.actor_id) if e.actor_id else None
+        rows.append(
+            {
+                "who": who.full_name if who else "System",
+                "what": what,
+                "changes": changes,
+                "at": e.created_at,
+            }
+        )
+    return rows
+
+
+# A ticket ------------------------------------------------------------------------------------
+
+
+async def _ticket(session: AsyncSession, viewer: Viewer, number: str) -> Ticket:
+    if not _NUMBER.match(number):
+        raise NotFound("Ticket not found.")
+    return await tickets.access_ticket_by_number(session, viewer, number.upper())
+
+
+def _props(ticket: Ticket) -> dict[str, str]:
+    """The panel's values as form strings (also sent back as `seen.*` to name what changed)."""
+    return {
+        "status": str(ticket.status),
+        "priority": str(ticket.priority),
+        "category": f"{ticket.category_id}/{ticket.subcategory_id}"
+        if ticket.subcategory_id
+        else str(ticket.category_id),
+        "department": str(ticket.department_id or ""),
+        "assignee": str(ticket.assignee_id or ""),
+        "tags": ", ".join(ticket.tags),
+    }
+
+
+async def _panel_context(
+    session: AsyncSession, viewer: Viewer, tenant: Tenant, ticket: Ticket, cats: list[Category]
+) -> dict[str, Any]:
+    read = tickets.to_read(ticket, viewer, tenant)
+    moves = [s for s in read.allowed_transitions if s != TicketStatus.REJECTED]
+    departments = await accounts.list_departments(session, include_inactive=False)
+    people = await _staff_users(session)
+    return {
+        "ticket": ticket,
+        "props": _props(ticket),
+        "status_choices": [(str(ticket.status), STATUS_LABELS[str(ticket.status)])]
+        + [(str(s), STATUS_LABELS[str(s)]) for s in moves],
+        "priority_choices": [(p.value, PRIORITY_LABELS[p.value]) for p in Priority],
+        "category_choices": [(o.value, o.label) for o in ticket_fields.category_options(cats)],
+        "department_choices": [(str(d.id), d.name) for d in departments],
+        "people": people,
+        "assignee_choices": [(str(u.id), u.full_name) for u in people],
+        "can_work": viewer.can_work,
+        "conflict": None,
+        "props_error": None,
+    }
+
+
+async def _ticket_page(
+    request: Request,
+    session: AsyncSession,
+    viewer: Viewer,
+    tenant: Tenant,
+    ticket: Ticket,
+    *,
+    tab: str = "conversation",
+    notice: str | None = None,
+    draft: dict[str, str] | None = None,
+    errors: FieldErrors | None = None,
+    panel: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> Response:
+    runtime = get_runtime(request)
+    cats = await categories.list_categories(session, include_inactive=True)
+    by_id = {c.id: c for c in cats}
+    thread = await comments.list_comments(session, viewer, ticket)
+    files = await attachments.list_attachments(session, viewer, ticket.id)
+    found = await accounts.get_users(session, [ticket.requester_id])
+    requester = found[0] if found else None
+    entries = await history.ticket_history(session, viewer, ticket) if tab == "history" else []
+    refs = [c.author_id for c in thread] + [e.actor_id for e in entries if e.actor_id]
+    for e in entries:
+        for values in (e.old_values or {}, e.new_values or {}):
+            if values.get("assignee_id"):
+                refs.append(uuid.UUID(str(values["assignee_id"])))
+    authors = {u.id: u for u in await accounts.get_users(session, refs)}
+    links = {a.id: attachments.link_for(runtime, tenant, viewer.user.id, a.id)[0] for a in files}
+    by_comment: dict[uuid.UUID | None, list[Attachment]] = {}
+    for a in files:
+        by_comment.setdefault(a.comment_id, []).append(a)
+    others = [
+        t
+        for t in await TicketRepository(session).list(
+            viewer,
+            TicketFilters(requester_id=ticket.requester_id),
+            sort="updated",
+            descending=True,
+            after=None,
+            limit=6,
+        )
+        if t.id != ticket.id
+    ][:5]
+    category = by_id.get(ticket.category_id)
+    sub = by_id.get(ticket.subcategory_id) if ticket.subcategory_id else None
+    defs = ticket_fields.definitions(category, sub) if category else []
+    return render(
+        request,
+        "agent/ticket.html",
+        {
+            **(panel or await _panel_context(session, viewer, tenant, ticket, cats)),
+            "tab": tab,
+            "comments": thread,
+            "authors": authors,
+            "files": files,
+            "files_by_comment": by_comment,
+            "links": links,
+            "requester": requester,
+            "others": others,
+            "entries": _history_rows(entries, authors, by_id),
+            "category_name": ticket_fields.category_label(
+                by_id, ticket.category_id, ticket.subcategory_id
+            ),
+            "fields": ticket_fields.shown_values(defs, ticket.custom_fields),
+            "notice": NOTICES.get(notice or ""),
+            "draft": draft or {"body": "", "internal": "0"},
+            "errors": errors or {},
+            "can_comment": viewer.can_work and ticket.status not in workflow.FINAL,
+            **_upload_rules(request),
+        },
+        status_code=status_code,
+    )
+
+
+@router.get("/tickets/{number}")
+async def ticket_page(
+    request: Request,
+    number: str,
+    tenant: CurrentTenant,
+    session: TenantSession,
+    user: PageUser,
+    tab: Annotated[str, Query(pattern="^(conversation|history)$")] = "conversation",
+    notice: Annotated[str | None, Query(max_length=40)] = None,
+) -> Response:
+    viewer = _staff(user, tenant)
+    ticket = await _ticket(session, viewer, number)
+    return await _ticket_page(request, session, viewer, tenant, ticket, tab=tab, notice=notice)
+
+
+@router.post("/tickets/{number}/comment")
+async def add_comment(
+    request: Request,
+    number: str,
+    form: UserForm,
+    tenant: CurrentTenant,
+    session: TenantSession,
+    user: PageUser,
+) -> Response:
+    runtime = get_runtime(request)
+    viewer = _staff(user, tenant)
+    ticket = await _ticket(session, viewer, number)
+    body = form.get("body")
+    internal = form.get("internal") == "1"
+    errors: FieldErrors = {}
+    if not body.strip():
+        errors["body"] = "Write your note." if internal else "Write your reply."
+    elif len(body) > 50_000:
+        errors["body"] = "At most 50,000 characters."
+    files = await _inspect_files(request, form, errors)
+    if not errors:
+        try:
+            async with session.begin_nested():
+                comment = await comments.add_comment(
+                    session,
+                    viewer,
+                    tenant,
+                    ticket.id,
+                    CommentCreate(body=body, is_internal=internal),
+                )
+                for upload, inspected in files:
+                    await attachments.add_attachment(
+                        session,
+                        viewer,
+                        tenant,
+                        runtime.storage,
+                        ticket.id,
+                        upload,
+                        inspected,
+                        comment_id=comment.id,
+                    )
+        except AppError as exc:
+            if exc.status >= 500:
+                raise
+            errors = app_errors(exc, rename={"file": "files"})
+        else:
+            notice = "noted" if internal else "replied"
+            return redirect(
+                request, f"/agent/tickets/{ticket.number}?notice={notice}#comment-{comment.id}"
+            )
+    errors.setdefault(FORM_ERROR, "Nothing was sent; see below.")
+    await session.refresh(ticket)
+    return await _ticket_page(
+        request,
+        session,
+        viewer,
+        tenant,
+        ticket,
+        draft={"body": body, "internal": "1" if internal else "0"},
+        errors=errors,
+        status_code=422,
+    )
+
+
+async def _apply(
+    session: AsyncSession,
+    viewer: Viewer,
+    tenant: Tenant,
+    ticket: Ticket,
+    field: str,
+    value: str,
+    version: int,
+    cats: list[Category],
+) -> None:
+    if field == "status":
+        await tickets.change_status(
+            session,
+            viewer,
+            tenant,
+            ticket.id,
+            StatusChange.model_validate({"status": value, "version": version}),
+            version=None,
+        )
+        return
+    change: dict[str, Any] = {"version": version}
+    if field == "priority":
+        change["priority"] = value
+    elif field == "category":
+        chosen = ticket_fields.resolve_choice(value, cats)
+        if chosen is None:
+            raise BadRequest("Choose a category.", code="invalid_category")
+        change["category_id"] = chosen[0].id
+        change["subcategory_id"] = chosen[1].id if chosen[1] else None
+    elif field == "department":
+        change["department_id"] = value or None
+    elif field == "assignee":
+        change["assignee_id"] = value or None
+    elif field == "tags":
+        change["tags"] = [t.strip() for t in value.split(",") if t.strip()]
+    await tickets.update_ticket(
+        session, viewer, tenant, ticket.id, TicketUpdate.model_validate(change), version=None
+    )
+
+
+def _shown(field: str, value: str, ctx: dict[str, Any]) -> str:
+    """A property's value as the panel shows it (for the conflict message)."""
+    if not value:
+        return "none"
+    choices: dict[str, str] = {
+        "status": dict(ctx["status_choices"]) | STATUS_LABELS,
+        "priority": PRIORITY_LABELS,
+        "category": dict(ctx["category_choices"]),
+        "department": dict(ctx["department_choices"]),
+        "assignee": {str(u.id): u.full_name for u in ctx["people"]},
+    }.get(field, {})
+    return choices.get(value, value)
+
+
+@router.post("/tickets/{number}/properties")
+async def edit_property(
+    request: Request,
+    number: str,
+    form: UserForm,
+    tenant: CurrentTenant,
+    session: TenantSession,
+    user: PageUser,
+) -> Response:
+    viewer = _staff(user, tenant)
+    ticket = await _ticket(session, viewer, number)
+    field = form.get("field")
+    value = form.get("value").strip()
+    version = form.get("version")
+    if field not in PROPERTIES or not version.isdigit() or len(value) > 2000:
+        raise BadRequest("The change is not valid.", code="invalid_property_form")
+    seen = {p: form.get(f"seen.{p}") for p in PROPERTIES}
+    cats = await categories.list_categories(session, include_inactive=True)
+    conflict: dict[str, Any] | None = None
+    error: str | None = None
+    try:
+        async with session.begin_nested():
+            await _apply(session, viewer, tenant, ticket, field, value, int(version), cats)
+    except tickets.TicketVersionConflict:
+        conflict = {"field": field, "value": value}
+    except ValidationError as exc:
+        error = " ".join(validation_errors(exc).values())
+    except AppError as exc:
+        if exc.status >= 500:
+            raise
+        error = exc.detail
+        if exc.errors:
+            error = "; ".join(str(e.get("msg", "")) for e in exc.errors) or error
+    await session.refresh(ticket)
+    ctx = await _panel_context(session, viewer, tenant, ticket, cats)
+    if conflict is not None:
+        current = ctx["props"]
+        changed = [p for p in PROPERTIES if seen[p] != current[p]]
+        entries = await history.ticket_history(session, viewer, ticket)
+        actor_ids = [e.actor_id for e in entries if e.table_name == "tickets" and e.actor_id]
+        who = "Someone"
+        if actor_ids:
+            found = await accounts.get_users(session, [actor_ids[-1]])
+            if found:
+                who = "You (in another tab)" if found[0].id == user.id else found[0].first_name
+        what = ", ".join(PROPERTY_LABELS[p] for p in changed) or "this ticket"
+        conflict.update(
+            message=f"{who} changed {what}; your change was not applied — re-apply?",
+            label=PROPERTY_LABELS[field],
+            shown=_shown(field, value, ctx),
+            changes=[(PROPERTY_LABELS[p], _shown(p, current[p], ctx)) for p in changed],
+        )
+        ctx["conflict"] = conflict
+    ctx["props_error"] = error
+    status_code = 409 if conflict else 422 if error else 200
+    if is_htmx(request):
+        # htmx swaps 2xx and 422 only: the panel with the conflict comes as a 200.
+        return render(request, "agent/_props.html", ctx, status_code=min(status_code, 200))
+    if conflict is None and error is None:
+        return redirect(request, f"/agent/tickets/{ticket.number}")
+    return await _ticket_page(
+        request, session, viewer, tenant, ticket, panel=ctx, status_code=status_code
+    )
