@@ -158,7 +158,7 @@ class LiveClient:
         self,
         kind: str | None = None,
         *,
-        within: float = 3.0,
+        within: float = 10.0,
         where: Callable[[dict[str, Any]], bool] | None = None,
     ) -> dict[str, Any]:
         """The next message of type `kind` (matching `where`), skipping others."""

@@ -289,8 +289,9 @@ async def test_presence_typing_replying_expire_and_collisions_are_announced(
         shown = await agent.next("typing", where=lambda m: holders(m) == {ben})
         assert shown["users"][0]["name"]
         started = time.monotonic()
-        await agent.next("typing", where=lambda m: holders(m) == set(), within=5)
-        assert 0.4 < time.monotonic() - started < 4.5
+        await agent.next("typing", where=lambda m: holders(m) == set(), within=10)
+        # Lapses after the TTL (never before it); the upper bound only leaves room for a slow CI.
+        assert 0.4 < time.monotonic() - started < 9.5
 
         # Two agents replying at once: both are warned.
         await agent.send(type="replying", room=room)
