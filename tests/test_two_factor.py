@@ -298,9 +298,12 @@ async def test_a_code_of_an_earlier_step_than_the_last_used_is_refused(
     member, secret, _ = enrolled
     totp = pyotp.TOTP(secret)
     now = datetime.now(UTC)
-    newer, older = totp.at(now + timedelta(seconds=30)), totp.at(now)
-    if newer == older:  # one in a million: the two steps share a code
-        pytest.skip("the two steps have the same code")
+    newer = totp.at(now + timedelta(seconds=30))
+    # Both earlier steps are inside the ±1 window; take one whose code differs from the newer
+    # (all three sharing a code is a one-in-10^12 chance, not worth a skip).
+    older = next(
+        code for code in (totp.at(now), totp.at(now - timedelta(seconds=30))) if code != newer
+    )
     token = await start_login(client, member.user, member.org)
     r = await verify(client, member.org, token, newer)
     assert r.status_code == 200, r.text

@@ -20,7 +20,7 @@ from servicedesk.models import Channel, Priority, Role, TicketStatus
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
 from servicedesk.tickets import categories, comments, history, service, views
 from servicedesk.tickets.auth import CurrentViewer
-from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters, TicketRepository
+from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters
 from servicedesk.tickets.schemas import (
     CategoryCreate,
     CategoryRead,
@@ -240,7 +240,6 @@ async def list_tickets(
         updated_from=updated_from,
         updated_to=updated_to,
     )
-    repo = TicketRepository(session)
     if q and q.strip():
         after = None
         if cursor:
@@ -248,7 +247,9 @@ async def list_tickets(
             if kind != "search":
                 raise BadRequest("The cursor belongs to another listing.", code="invalid_cursor")
             after = (score, last_id)
-        found = await repo.search(viewer, filters, q.strip(), after=after, limit=limit + 1)
+        found = await service.search_tickets(
+            session, viewer, filters, q.strip(), after=after, limit=limit + 1
+        )
         items = []
         for ticket, score, headline in found[:limit]:
             summary = TicketSummary.model_validate(ticket)
@@ -266,7 +267,8 @@ async def list_tickets(
         if decoded[:2] != (sort, order):
             raise BadRequest("The cursor belongs to another sort order.", code="invalid_cursor")
         after_key = decoded[2:]
-    rows = await repo.list(
+    rows = await service.list_tickets(
+        session,
         viewer,
         filters,
         sort=sort,

@@ -24,7 +24,7 @@ from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import categories, numbering, workflow
 from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.fields import validate_values
-from servicedesk.tickets.repository import TicketRepository
+from servicedesk.tickets.repository import TicketFilters, TicketRepository
 from servicedesk.tickets.schemas import StatusChange, TicketCreate, TicketRead, TicketUpdate
 
 AUDITED_FIELDS = (
@@ -476,3 +476,34 @@ async def record_reply(session: AsyncSession, ticket: Ticket, *, by: Role, inter
     if not internal and by in (Role.AGENT, Role.ADMIN) and ticket.first_response_at is None:
         ticket.first_response_at = utc_now()
     ticket.updated_at = utc_now()
+
+
+async def list_tickets(
+    session: AsyncSession,
+    viewer: Viewer,
+    filters: TicketFilters,
+    *,
+    sort: str = "updated",
+    descending: bool = True,
+    after: tuple[Any, ...] | None = None,
+    limit: int = 25,
+) -> list[Ticket]:
+    """A page of the tickets `viewer` may see, keyset-paginated on the sort key."""
+    return await TicketRepository(session).list(
+        viewer, filters, sort=sort, descending=descending, after=after, limit=limit
+    )
+
+
+async def search_tickets(
+    session: AsyncSession,
+    viewer: Viewer,
+    filters: TicketFilters,
+    text_query: str,
+    *,
+    after: tuple[float, uuid.UUID] | None = None,
+    limit: int = 25,
+) -> list[tuple[Ticket, float, str]]:
+    """Best matches first, each with its score and raw headline (see repository.HL_START)."""
+    return await TicketRepository(session).search(
+        viewer, filters, text_query, after=after, limit=limit
+    )

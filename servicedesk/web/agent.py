@@ -30,7 +30,7 @@ from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import attachments, bulk, categories, comments, history, views, workflow
 from servicedesk.tickets import service as tickets
 from servicedesk.tickets.auth import Viewer
-from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters, TicketRepository
+from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters
 from servicedesk.tickets.schemas import CommentCreate, StatusChange, TicketUpdate
 from servicedesk.web import ticket_fields
 from servicedesk.web.forms import (
@@ -38,9 +38,10 @@ from servicedesk.web.forms import (
     FieldErrors,
     UserForm,
     app_errors,
+    inspect_files,
+    upload_rules,
     validation_errors,
 )
-from servicedesk.web.portal import _inspect_files, _upload_rules
 from servicedesk.web.session import PageUser, is_htmx, redirect
 from servicedesk.web.templating import PRIORITY_LABELS, STATUS_LABELS, render
 
@@ -165,12 +166,12 @@ async def queue(
     if assignee:
         filters.assignee = assignee
     query = (q or "").strip()
-    repo = TicketRepository(session)
     headlines: dict[uuid.UUID, Markup] = {}
     next_cursor = None
     if query:
         after_s = decode_cursor(cursor, float, uuid.UUID) if cursor else None
-        found = await repo.search(
+        found = await tickets.search_tickets(
+            session,
             viewer,
             filters,
             query,
@@ -188,8 +189,8 @@ async def queue(
             (int, datetime, uuid.UUID) if sort == "priority" else (datetime, uuid.UUID)
         )
         after = decode_cursor(cursor, *shape) if cursor else None
-        rows = await repo.list(
-            viewer, filters, sort=sort, descending=True, after=after, limit=PAGE_SIZE + 1
+        rows = await tickets.list_tickets(
+            session, viewer, filters, sort=sort, descending=True, after=after, limit=PAGE_SIZE + 1
         )
         if len(rows) > PAGE_SIZE:
             last_t = rows[PAGE_SIZE - 1]
@@ -446,7 +447,8 @@ async def _ticket_page(
         by_comment.setdefault(a.comment_id, []).append(a)
     others = [
         t
-        for t in await TicketRepository(session).list(
+        for t in await tickets.list_tickets(
+            session,
             viewer,
             TicketFilters(requester_id=ticket.requester_id),
             sort="updated",
@@ -481,7 +483,7 @@ async def _ticket_page(
             "draft": draft or {"body": "", "internal": "0"},
             "errors": errors or {},
             "can_comment": viewer.can_work and ticket.status not in workflow.FINAL,
-            **_upload_rules(request),
+            **upload_rules(request),
         },
         status_code=status_code,
     )
@@ -521,7 +523,7 @@ async def add_comment(
         errors["body"] = "Write your note." if internal else "Write your reply."
     elif len(body) > 50_000:
         errors["body"] = "At most 50,000 characters."
-    files = await _inspect_files(request, form, errors)
+    files = await inspect_files(request, form, errors)
     if not errors:
         try:
             async with session.begin_nested():

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from servicedesk.accounts.auth import ACCESS_COOKIE, REFRESH_COOKIE
 from servicedesk.core.csrf import check_csrf
 from servicedesk.core.errors import AppError, BadRequest
+from servicedesk.core.filetypes import ALLOWED
 from servicedesk.core.runtime import get_runtime
 from servicedesk.tickets import attachments
 from servicedesk.web.session import LoginRequired
@@ -155,3 +156,31 @@ def parse(model: type[M], data: dict[str, Any]) -> tuple[M | None, FieldErrors]:
         return model.model_validate(data), {}
     except ValidationError as exc:
         return None, validation_errors(exc)
+
+
+# Uploads shared by the portal and the agent workspace -------------------------------------
+
+ACCEPT = ",".join(ext for kind in ALLOWED for ext in kind.extensions)
+ACCEPT_LABEL = "Images, PDF, Word, Excel, PowerPoint or text files"
+
+
+def upload_rules(request: Request) -> dict[str, Any]:
+    limit = get_runtime(request).settings.max_upload_bytes
+    return {"accept": ACCEPT, "accept_label": ACCEPT_LABEL, "max_bytes": limit}
+
+
+async def inspect_files(
+    request: Request, form: PostedForm, errors: FieldErrors
+) -> list[tuple[attachments.Upload, attachments.Inspected]]:
+    """Size and type of each posted file (by content); problems go to `errors["files"]`."""
+    limit = get_runtime(request).settings.max_upload_bytes
+    problems = [f"{name} is larger than {limit / 1048576:.0f} MB." for name in form.oversized]
+    checked = []
+    for upload in form.files:
+        try:
+            checked.append((upload, await attachments.inspect_upload(upload, max_bytes=limit)))
+        except AppError as exc:
+            problems.append(f"{attachments.sanitize_filename(upload.filename)}: {exc.detail}")
+    if problems:
+        errors["files"] = " ".join(problems)
+    return checked

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.accounts import service as accounts
 from servicedesk.core.errors import AppError, BadRequest, NotFound
-from servicedesk.core.filetypes import ALLOWED
 from servicedesk.core.pagination import decode_cursor, encode_cursor
 from servicedesk.core.runtime import get_runtime
 from servicedesk.models import Attachment, Category, Channel, Comment, Priority, Ticket
@@ -28,10 +27,18 @@ from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import attachments, categories, comments, workflow
 from servicedesk.tickets import service as tickets
 from servicedesk.tickets.auth import Viewer
-from servicedesk.tickets.repository import TicketFilters, TicketRepository
+from servicedesk.tickets.repository import TicketFilters
 from servicedesk.tickets.schemas import CommentCreate, StatusChange, TicketCreate
 from servicedesk.web import ticket_fields
-from servicedesk.web.forms import FORM_ERROR, FieldErrors, PostedForm, UserForm, app_errors, parse
+from servicedesk.web.forms import (
+    FORM_ERROR,
+    FieldErrors,
+    UserForm,
+    app_errors,
+    inspect_files,
+    parse,
+    upload_rules,
+)
 from servicedesk.web.session import PageUser, is_htmx, redirect
 from servicedesk.web.templating import render
 
@@ -51,32 +58,6 @@ NOTICES = {
     "closed": "The ticket is closed.",
     "open": "The ticket has been reopened.",
 }
-ACCEPT = ",".join(ext for kind in ALLOWED for ext in kind.extensions)
-ACCEPT_LABEL = "Images, PDF, Word, Excel, PowerPoint or text files"
-
-
-def _upload_rules(request: Request) -> dict[str, Any]:
-    limit = get_runtime(request).settings.max_upload_bytes
-    return {"accept": ACCEPT, "accept_label": ACCEPT_LABEL, "max_bytes": limit}
-
-
-async def _inspect_files(
-    request: Request, form: PostedForm, errors: FieldErrors
-) -> list[tuple[attachments.Upload, attachments.Inspected]]:
-    """Size and type of each posted file (by content); problems go to `errors["files"]`."""
-    limit = get_runtime(request).settings.max_upload_bytes
-    problems = [f"{name} is larger than {limit / 1048576:.0f} MB." for name in form.oversized]
-    checked = []
-    for upload in form.files:
-        try:
-            checked.append((upload, await attachments.inspect_upload(upload, max_bytes=limit)))
-        except AppError as exc:
-            problems.append(f"{attachments.sanitize_filename(upload.filename)}: {exc.detail}")
-    if problems:
-        errors["files"] = " ".join(problems)
-    return checked
-
-
 # My tickets ----------------------------------------------------------------------------------
 
 
@@ -98,8 +79,8 @@ async def my_tickets(
         after = decoded[1:]
     # The portal lists the user's own requests, whatever their role.
     filters = TicketFilters(statuses=TABS[show][1], requester_id=user.id)
-    rows = await TicketRepository(session).list(
-        viewer, filters, sort="updated", descending=True, after=after, limit=PAGE_SIZE + 1
+    rows = await tickets.list_tickets(
+        session, viewer, filters, sort="updated", descending=True, after=after, limit=PAGE_SIZE + 1
     )
     next_cursor = None
     if len(rows) > PAGE_SIZE:
@@ -153,7 +134,7 @@ async def _new_ticket_page(
             "errors": errors or {},
             "priorities": [(p.value, p.value.capitalize()) for p in Priority],
             "cost_rows": ticket_fields.COST_ITEM_ROWS,
-            **_upload_rules(request),
+            **upload_rules(request),
         },
         status_code=status_code,
     )
@@ -221,7 +202,7 @@ async def file_ticket(
         },
     )
     errors = {**parse_errors, **errors}
-    files = await _inspect_files(request, form, errors)
+    files = await inspect_files(request, form, errors)
     if data is not None and not errors:
         try:
             async with session.begin_nested():
@@ -336,7 +317,7 @@ async def _ticket_page(
             "reply": reply or {"body": ""},
             "errors": errors or {},
             "status_error": status_errors,
-            **_upload_rules(request),
+            **upload_rules(request),
         },
         status_code=status_code,
     )
@@ -433,7 +414,7 @@ async def reply(
         errors["body"] = "Write your reply."
     elif len(body) > 50_000:
         errors["body"] = "Replies can be at most 50,000 characters."
-    files = await _inspect_files(request, form, errors)
+    files = await inspect_files(request, form, errors)
     comment: Comment | None = None
     if not errors:
         try:
@@ -494,7 +475,7 @@ async def reply(
             "reply": {"body": "" if comment else body},
             "errors": errors,
             "sent": comment is not None,
-            **_upload_rules(request),
+            **upload_rules(request),
         },
         status_code=422 if errors else 200,
     )
