@@ -232,7 +232,9 @@ async def test_recipients_follow_the_rules(desk: Desk, rt: Runtime, it_agent: Se
     reply = (await notifications_of(rt, requester))[0]
     assert reply.title.startswith(f"{agent.full_name} replied on {ticket['number']}")
     assert reply.body == "We are on it, please restart once."
-    assert reply.url == f"/tickets/{ticket['id']}"
+    assert reply.url == f"/tickets/{ticket['number']}"  # the portal page: a requester
+    (created,) = await notifications_of(rt, it_agent.user)
+    assert created.url == f"/agent/tickets/{ticket['number']}"  # the workspace: staff
 
     # A pending registration: the admins.
     r = await desk.client.post(
@@ -251,6 +253,7 @@ async def test_recipients_follow_the_rules(desk: Desk, rt: Runtime, it_agent: Se
     admin_rows = await notifications_of(rt, desk.admin.user)
     assert types_of(admin_rows)[-1] == "user.registered"
     assert admin_rows[-1].title == "Nina New registered and waits for approval"
+    assert admin_rows[-1].url.startswith("/admin/users/")
     assert await notifications_of(rt, requester) != []  # unchanged: not an admin matter
     assert types_of(await notifications_of(rt, agent)) == []
 
@@ -327,7 +330,9 @@ async def test_emails_reach_the_sink_threaded_and_branded(
         assert desk.org.name in str(mail.message["From"])
         assert str(mail.message["Auto-Submitted"]) == "auto-generated"
         assert "#ff6600" in mail.html()
-        assert f"https://desk.example.com/t/{desk.org.slug}/tickets/{ticket['id']}" in mail.text()
+        assert (
+            f"https://desk.example.com/t/{desk.org.slug}/tickets/{ticket['number']}" in mail.text()
+        )
         row = rows[message_id]
         assert row.status == "sent" and row.sent_at is not None and row.attempts == 0
         assert row.ticket_id == uuid.UUID(ticket["id"])
@@ -751,7 +756,9 @@ async def test_web_push_reaches_the_push_service_signed_and_encrypted(
     assert claims["aud"] == push_service.url
     payload = browser.decrypt(body)
     assert payload["title"].startswith(f"{desk.agent.user.full_name} replied on")
-    assert payload["url"] == f"https://desk.example.com/t/{desk.org.slug}/tickets/{ticket['id']}"
+    assert payload["url"] == (
+        f"https://desk.example.com/t/{desk.org.slug}/tickets/{ticket['number']}"
+    )
 
     # An expired subscription (410) is forgotten.
     push_service.status = 410

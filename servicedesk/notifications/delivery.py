@@ -31,6 +31,7 @@ from servicedesk.notifications import email as mail
 from servicedesk.notifications import push
 from servicedesk.notifications.repository import EmailRepository, PushRepository
 from servicedesk.notifications.service import (
+    NOTIFICATIONS_PATH,
     PREFERENCES_PATH,
     link,
     may_sign_in,
@@ -203,7 +204,7 @@ async def _build_digest(
             reply_to=brand.support_email,
             subject=mail.header_text(subject),
             summary=mail.header_text(f"A digest of {count} notifications"),
-            url=link(settings, tenant, "/notifications")[:700],
+            url=link(settings, tenant, NOTIFICATIONS_PATH)[:700],
             template="digest",
             body_text=rendered.text,
             body_html=rendered.html,

@@ -37,7 +37,7 @@ class NotificationRead(BaseModel):
     title: str
     body: str
     url: str
-    """A path within the organization, e.g. `/tickets/{id}`."""
+    """The recipient's web page within the organization, e.g. `/tickets/{number}`."""
     occurrences: int
     """How many times this happened within the de-dup window (folded into this one)."""
     created_at: datetime

@@ -64,7 +64,7 @@ from servicedesk.tickets.auth import Viewer
 
 CHANNELS = tuple(c.value for c in NotificationChannel)
 PREFERENCES_PATH = "/notifications/preferences"
-REGISTRATIONS_PATH = "/admin/users?status=pending"
+NOTIFICATIONS_PATH = "/notifications"
 EXCERPT = 280
 
 
@@ -129,6 +129,18 @@ def link(settings: Settings, tenant: Tenant, path: str) -> str:
     return f"{settings.public_url.rstrip('/')}/t/{tenant.slug}{path}"
 
 
+def ticket_path(user: User, number: str) -> str:
+    """The ticket's page for this recipient: the workspace for staff, the portal otherwise."""
+    if user.role == Role.REQUESTER:
+        return f"/tickets/{number}"
+    return f"/agent/tickets/{number}"
+
+
+def registration_path(user_id: uuid.UUID) -> str:
+    """The admin console's page of one user (approve or reject there)."""
+    return f"/admin/users/{user_id}"
+
+
 def status_label(status: str | None) -> str:
     return (status or "").replace("_", " ").capitalize()
 
@@ -164,11 +176,11 @@ async def _ticket_content(
             comment = await ticket_comments.get_comment(session, viewer, ticket.id, comment_id)
         except NotFound:
             return None  # deleted since, or not theirs to read
-    return _describe_ticket(ev, candidate, ticket, comment)
+    return _describe_ticket(ev, candidate, user, ticket, comment)
 
 
 def _describe_ticket(
-    ev: _Event, candidate: rules.Candidate, ticket: Ticket, comment: Comment | None
+    ev: _Event, candidate: rules.Candidate, user: User, ticket: Ticket, comment: Comment | None
 ) -> Content:
     who, number, subject = ev.actor_name, ticket.number, ticket.subject
     context: dict[str, Any] = {"actor_name": who}
@@ -202,7 +214,7 @@ def _describe_ticket(
     return Content(
         title=title,
         body=body,
-        path=f"/tickets/{ticket.id}",
+        path=ticket_path(user, ticket.number),
         subject=f"[{number}] {subject}",
         template=template,
         context=context
@@ -220,7 +232,7 @@ def _registration_content(ev: _Event) -> Content | None:
     return Content(
         title=f"{name} registered and waits for approval",
         body=registrant.email,
-        path=REGISTRATIONS_PATH,
+        path=registration_path(registrant.id),
         subject=f"Registration waiting for approval: {name}",
         template="user_registered",
         context={"registrant_name": name, "registrant_email": registrant.email},
