@@ -17,6 +17,7 @@ from servicedesk.web import (
     agent,
     assets,
     auth_pages,
+    notifications_pages,
     portal,
 )
 from servicedesk.web.errors import render_error_page
@@ -40,4 +41,5 @@ def install(app: FastAPI) -> None:
     for router in (admin.router, admin_categories.router):
         app.include_router(router)
     app.include_router(agent.router)
+    app.include_router(notifications_pages.router)
     app.add_exception_handler(LoginRequired, _login_required)
