@@ -258,6 +258,41 @@ async def test_recipients_follow_the_rules(desk: Desk, rt: Runtime, it_agent: Se
     assert types_of(await notifications_of(rt, agent)) == []
 
 
+async def test_a_department_of_more_than_a_thousand_agents_is_told_in_full(
+    desk: Desk, runtime: Runtime
+) -> None:
+    """No page limit on the recipients: every agent of a big department hears of a new ticket
+    (one set-based fan-out; a suspended and a deactivated agent do not). Without SMTP here:
+    1,100 queued emails would hold up the other tests' sends on this database."""
+    rt = runtime
+    assert not rt.settings.smtp_url
+    await desk.sql(
+        "INSERT INTO users (id, organization_id, email, first_name, last_name, role, status, "
+        "is_active, timezone, password_hash, department_id) "
+        "SELECT gen_random_uuid(), CAST(:org AS uuid), 'bulk-' || g || '-' || :tag "
+        "|| '@example.com', 'Bulk', 'Agent ' || g, 'agent', "
+        "CASE WHEN g = 1 THEN 'suspended' ELSE 'approved' END, g <> 2, 'UTC', 'x', "
+        "CAST(:dept AS uuid) FROM generate_series(1, 1102) AS g",
+        org=str(desk.org.id),
+        tag=secrets.token_hex(3),
+        dept=desk.it_dept["id"],
+    )
+    fan = Fanout(rt, desk.org.id)
+    ticket = await desk.file()
+    deliveries = await fan.run()
+    assert len({d.user_id for d in deliveries}) == 1100
+    async with rt.db.tenant_session(desk.org.id) as session:
+        rows = (
+            await session.execute(
+                select(Notification.user_id, Notification.url).where(
+                    Notification.ticket_id == uuid.UUID(ticket["id"])
+                )
+            )
+        ).all()
+    assert len(rows) == 1100
+    assert {url for _, url in rows} == {f"/agent/tickets/{ticket['number']}"}
+
+
 async def test_nobody_is_told_about_their_own_action(desk: Desk, rt: Runtime) -> None:
     fan = Fanout(rt, desk.org.id)
     ticket = await desk.file(desk.agent)  # an agent files for themselves …

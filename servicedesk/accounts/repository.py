@@ -53,6 +53,17 @@ class UserRepository:
         result = await self.session.execute(select(User).where(User.id.in_(set(user_ids))))
         return list(result.scalars())
 
+    async def active_ids(
+        self, *, roles: list[str], department_id: uuid.UUID | None = None
+    ) -> list[uuid.UUID]:
+        """Ids of approved, active users of these roles (and department), without a limit."""
+        query = select(User.id).where(
+            User.role.in_(roles), User.status == "approved", User.is_active.is_(True)
+        )
+        if department_id is not None:
+            query = query.where(User.department_id == department_id)
+        return list((await self.session.execute(query.order_by(User.id))).scalars())
+
     async def email_taken(self, email: str) -> bool:
         result = await self.session.execute(
             select(User.id).where(func.lower(User.email) == email.strip().lower())

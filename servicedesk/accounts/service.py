@@ -444,6 +444,15 @@ async def get_users(session: AsyncSession, user_ids: list[uuid.UUID]) -> list[Us
     return await UserRepository(session).get_many(user_ids)
 
 
+async def active_user_ids(
+    session: AsyncSession, *, roles: list[Role], department_id: uuid.UUID | None = None
+) -> list[uuid.UUID]:
+    """Every user of these roles (and department) who can sign in, by id: whom to notify."""
+    return await UserRepository(session).active_ids(
+        roles=[str(r) for r in roles], department_id=department_id
+    )
+
+
 async def list_active_users(
     session: AsyncSession, *, role: Role, department_id: uuid.UUID | None = None, limit: int = 1000
 ) -> list[User]:

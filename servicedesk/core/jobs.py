@@ -355,6 +355,43 @@ _DEFER = text(
 )
 
 
+_DEFER_MANY = text(
+    "SELECT servicedesk_defer_job(:queue, :task, j.args, NULL, NULL, j.run_at, :priority) "
+    "FROM unnest(CAST(CAST(:args AS text[]) AS jsonb[]), CAST(:run_at AS timestamptz[])) "
+    "AS j(args, run_at)"
+)
+
+
+async def defer_jobs(
+    session: AsyncSession,
+    name: str,
+    *,
+    organization_id: uuid.UUID | None,
+    jobs: list[tuple[dict[str, Any], datetime | None]],
+    priority: int = 0,
+) -> int:
+    """Queue many jobs `name` (each: its args and run_at) in one statement; `defer_job`'s rules.
+
+    For a fan-out (one send job per recipient) where a statement per job would dominate.
+    Returns how many were queued.
+    """
+    if not jobs:
+        return 0
+    spec = registry.tasks.get(name)
+    org = str(organization_id) if organization_id else None
+    result = await session.execute(
+        _DEFER_MANY,
+        {
+            "queue": spec.queue if spec else JOBS_QUEUE,
+            "task": name,
+            "args": [orjson.dumps({"organization_id": org, "args": a}).decode() for a, _ in jobs],
+            "run_at": [at for _, at in jobs],
+            "priority": priority,
+        },
+    )
+    return len(result.all())
+
+
 async def defer_job(
     session: AsyncSession,
     name: str,

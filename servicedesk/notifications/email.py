@@ -48,6 +48,9 @@ _env = jinja2.Environment(
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,
+    # The templates ship with the package: no stat() of every file on every render (a
+    # fan-out renders thousands).
+    auto_reload=False,
     keep_trailing_newline=True,
 )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,6 +26,7 @@ from servicedesk.core.jobs import (
     PermanentError,
     TaskContext,
     defer_job,
+    defer_jobs,
     job,
     on_event,
     periodic,
@@ -39,19 +41,17 @@ SEND_PUSH = "notifications.send_push"
 async def schedule_sends(
     session: AsyncSession, deliveries: list[service.Delivery], *, organization_id: uuid.UUID
 ) -> int:
-    """Defer a send job for each queued or held email and push, in the caller's transaction."""
-    deferred = 0
+    """Defer a send job for each queued or held email and push, in the caller's transaction
+    (one statement per kind of job, however many recipients)."""
+    jobs: dict[str, list[tuple[dict[str, Any], datetime | None]]] = {SEND_EMAIL: [], SEND_PUSH: []}
     for d in deliveries:
         if d.outcome not in ("queued", "held") or d.channel not in ("email", "push"):
             continue
-        await defer_job(
-            session,
-            SEND_EMAIL if d.channel == "email" else SEND_PUSH,
-            organization_id=organization_id,
-            args={"id": str(d.id)},
-            run_at=d.send_after if d.outcome == "held" else None,
-        )
-        deferred += 1
+        name = SEND_EMAIL if d.channel == "email" else SEND_PUSH
+        jobs[name].append(({"id": str(d.id)}, d.send_after if d.outcome == "held" else None))
+    deferred = 0
+    for name, batch in jobs.items():
+        deferred += await defer_jobs(session, name, organization_id=organization_id, jobs=batch)
     return deferred
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, time
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, text, tuple_, update
+from sqlalchemy import Table, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,21 +27,51 @@ from servicedesk.models import (
 
 # Emails that went (or go) out one by one: what the digest threshold counts.
 INDIVIDUAL = (EmailStatus.QUEUED, EmailStatus.SENT, EmailStatus.FAILED)
+# Per-user notification locks: advisory locks (LOCK_SPACE, bucket) with LOCK_BUCKETS buckets.
+LOCK_SPACE = 7301
+LOCK_BUCKETS = 512
+
+
+def _table(model: Any) -> Table:
+    return cast(Table, model.__table__)
+
+
+async def _insert_many(
+    session: AsyncSession, statement: Any, rows: Sequence[dict[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """One INSERT for many rows, run as an executemany of a Core statement: SQLAlchemy's
+    "insertmanyvalues" sends pages of rows per round trip from one cached compilation
+    (a `.values([...])` with 10,000 rows would be compiled anew, which costs seconds).
+    Returns the RETURNING rows (none for rows ON CONFLICT skipped)."""
+    if not rows:
+        return []
+    result = await session.execute(statement, list(rows))
+    return [tuple(r) for r in result.all()] if getattr(result, "returns_rows", False) else []
 
 
 class NotificationRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def lock_user(self, user_id: uuid.UUID) -> None:
-        """Serialise notification work for one user until the transaction ends.
+    async def lock_users(self, user_ids: Sequence[uuid.UUID]) -> None:
+        """Serialise notification work for these users until the transaction ends.
 
         Two events for the same person processed at once would otherwise both miss each
-        other's rows in the de-dup and digest checks.
+        other's rows in the de-dup and digest checks. A user maps to one of `LOCK_BUCKETS`
+        advisory locks, taken in one statement in bucket order (no deadlocks), so a fan-out
+        to 10,000 people holds at most that many locks, not one per person (the lock table
+        is shared and small).
         """
+        if not user_ids:
+            return
         await self.session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"notifications:{user_id}"},
+            text(
+                "SELECT pg_advisory_xact_lock(:space, b) FROM ("
+                " SELECT DISTINCT (abs(hashtextextended('notifications:' || u::text, 0))"
+                "  % :buckets)::int AS b FROM unnest(CAST(:ids AS uuid[])) AS u ORDER BY b"
+                ") AS buckets"
+            ),
+            {"space": LOCK_SPACE, "buckets": LOCK_BUCKETS, "ids": list(user_ids)},
         )
 
     async def get(self, user_id: uuid.UUID, notification_id: uuid.UUID) -> Notification | None:
@@ -95,15 +126,48 @@ class NotificationRepository:
         )
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def recent_many(
+        self, keys: Sequence[tuple[uuid.UUID, str]], *, since: datetime
+    ) -> dict[tuple[uuid.UUID, str], Notification]:
+        """`recent` for many (user, dedup key) pairs in one query: the latest of each, locked."""
+        if not keys:
+            return {}
+        users = sorted({u for u, _ in keys})
+        dedup_keys = sorted({k for _, k in keys})
+        query = (
+            select(Notification)
+            .where(
+                Notification.user_id.in_(users),
+                Notification.dedup_key.in_(dedup_keys),
+                Notification.updated_at >= since,
+            )
+            .order_by(Notification.user_id, Notification.updated_at.desc())
+            .with_for_update()
+        )
+        found: dict[tuple[uuid.UUID, str], Notification] = {}
+        wanted = set(keys)
+        for row in (await self.session.execute(query)).scalars():
+            key = (row.user_id, row.dedup_key or "")
+            if key in wanted:
+                found.setdefault(key, row)
+        return found
+
     async def add(self, values: dict[str, Any]) -> uuid.UUID | None:
         """Insert unless this event already notified this user; the new id, or None."""
+        added = await self.add_many([values])
+        return added.get(values["user_id"])
+
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> dict[uuid.UUID, uuid.UUID]:
+        """Insert each unless its event already notified its user: user id → the new id."""
+        table = _table(Notification)
         statement = (
-            insert(Notification)
-            .values(id=uuid.uuid4(), **values)
+            insert(table)
             .on_conflict_do_nothing(index_elements=["user_id", "event_id"])
-            .returning(Notification.id)
+            .returning(table.c.user_id, table.c.id)
         )
-        return (await self.session.execute(statement)).scalar_one_or_none()
+        return dict(
+            await _insert_many(self.session, statement, [{"id": uuid.uuid4(), **r} for r in rows])
+        )
 
     # Receipts ------------------------------------------------------------------------------
 
@@ -113,9 +177,19 @@ class NotificationRepository:
         )
         return (await self.session.execute(query)).first() is not None
 
-    async def add_receipt(self, values: dict[str, Any]) -> None:
-        statement = insert(NotificationReceipt).values(**values).on_conflict_do_nothing()
-        await self.session.execute(statement)
+    async def receipts_of(
+        self, event_id: uuid.UUID, user_ids: Sequence[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        """Those of `user_ids` this event has a receipt for (handled already)."""
+        query = select(NotificationReceipt.user_id).where(
+            NotificationReceipt.event_id == event_id,
+            NotificationReceipt.user_id.in_(list(user_ids)),
+        )
+        return set((await self.session.execute(query)).scalars())
+
+    async def add_receipts(self, rows: Sequence[dict[str, Any]]) -> None:
+        statement = insert(_table(NotificationReceipt)).on_conflict_do_nothing()
+        await _insert_many(self.session, statement, rows)
 
     async def receipts(self, event_id: uuid.UUID) -> builtins.list[NotificationReceipt]:
         query = select(NotificationReceipt).where(NotificationReceipt.event_id == event_id)
@@ -129,6 +203,20 @@ class PreferenceRepository:
     async def for_user(self, user_id: uuid.UUID) -> builtins.list[NotificationPreference]:
         query = select(NotificationPreference).where(NotificationPreference.user_id == user_id)
         return list((await self.session.execute(query)).scalars())
+
+    async def for_users(
+        self, user_ids: Sequence[uuid.UUID]
+    ) -> builtins.list[NotificationPreference]:
+        query = select(NotificationPreference).where(
+            NotificationPreference.user_id.in_(list(user_ids))
+        )
+        return list((await self.session.execute(query)).scalars())
+
+    async def settings_of(
+        self, user_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, NotificationSettings]:
+        query = select(NotificationSettings).where(NotificationSettings.user_id.in_(list(user_ids)))
+        return {r.user_id: r for r in (await self.session.execute(query)).scalars()}
 
     async def upsert(
         self,
@@ -194,6 +282,50 @@ class EmailRepository:
             .returning(Email.id)
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
+
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> set[uuid.UUID]:
+        """`add` for many rows (each with its `id`): the ids that were inserted."""
+        table = _table(Email)
+        statement = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=["event_id", "user_id", "template"])
+            .returning(table.c.id)
+        )
+        return {i for (i,) in await _insert_many(self.session, statement, rows)}
+
+    async def recent_pairs(
+        self, keys: Sequence[tuple[uuid.UUID, str]], *, since: datetime
+    ) -> set[tuple[uuid.UUID, str]]:
+        """Those (user, dedup key) pairs with an email since `since`."""
+        if not keys:
+            return set()
+        query = (
+            select(Email.user_id, Email.dedup_key)
+            .where(
+                Email.user_id.in_(sorted({u for u, _ in keys})),
+                Email.dedup_key.in_(sorted({k for _, k in keys})),
+                Email.created_at >= since,
+            )
+            .distinct()
+        )
+        found = {(u, k) for u, k in (await self.session.execute(query)).all() if u and k}
+        return found & set(keys)
+
+    async def count_individual_many(
+        self, user_ids: Sequence[uuid.UUID], *, since: datetime
+    ) -> dict[uuid.UUID, int]:
+        """`count_individual` for many users in one query (users without any are left out)."""
+        query = (
+            select(Email.user_id, func.count())
+            .where(
+                Email.user_id.in_(list(user_ids)),
+                Email.created_at >= since,
+                Email.status.in_(INDIVIDUAL),
+                Email.template.not_in(("digest", "password_reset")),
+            )
+            .group_by(Email.user_id)
+        )
+        return {u: int(n) for u, n in (await self.session.execute(query)).all() if u}
 
     async def recent_exists(self, user_id: uuid.UUID, dedup_key: str, *, since: datetime) -> bool:
         query = select(Email.id).where(
@@ -279,6 +411,44 @@ class PushRepository:
             .order_by(PushSubscription.created_at, PushSubscription.id)
         )
         return list((await self.session.execute(query)).scalars())
+
+    async def with_subscription(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Those of `user_ids` with at least one subscription."""
+        query = (
+            select(PushSubscription.user_id)
+            .where(PushSubscription.user_id.in_(list(user_ids)))
+            .distinct()
+        )
+        return set((await self.session.execute(query)).scalars())
+
+    async def recent_pairs(
+        self, keys: Sequence[tuple[uuid.UUID, str]], *, since: datetime
+    ) -> set[tuple[uuid.UUID, str]]:
+        if not keys:
+            return set()
+        query = (
+            select(PushMessage.user_id, PushMessage.dedup_key)
+            .where(
+                PushMessage.user_id.in_(sorted({u for u, _ in keys})),
+                PushMessage.dedup_key.in_(sorted({k for _, k in keys})),
+                PushMessage.created_at >= since,
+            )
+            .distinct()
+        )
+        found = {(u, k) for u, k in (await self.session.execute(query)).all() if k}
+        return found & set(keys)
+
+    async def add_messages(self, rows: Sequence[dict[str, Any]]) -> dict[uuid.UUID, uuid.UUID]:
+        """Insert each unless (event, user) exists: user id → the new id."""
+        table = _table(PushMessage)
+        statement = (
+            insert(table)
+            .on_conflict_do_nothing(index_elements=["event_id", "user_id"])
+            .returning(table.c.user_id, table.c.id)
+        )
+        return dict(
+            await _insert_many(self.session, statement, [{"id": uuid.uuid4(), **r} for r in rows])
+        )
 
     async def has_subscription(self, user_id: uuid.UUID) -> bool:
         query = select(PushSubscription.id).where(PushSubscription.user_id == user_id).limit(1)

@@ -78,10 +78,12 @@ async def candidates(event: dict[str, Any], directory: Directory) -> list[Candid
     p: dict[str, Any] = event.get("payload") or {}
     ticket = p.get("ticket_id")
     out: list[Candidate] = []
+    named: set[uuid.UUID] = set()
 
     def add(user: Any, type_: str, key: str) -> None:
         user_id = _uuid(user)
-        if user_id is not None and all(c.user_id != user_id for c in out):
+        if user_id is not None and user_id not in named:
+            named.add(user_id)
             out.append(Candidate(user_id, type_, key))
 
     if event_type == "ticket.created":

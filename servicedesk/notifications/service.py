@@ -1,46 +1,43 @@
-"""Notification rules applied: fan-out of events, preferences, quiet hours, de-dup, digests,
-and what the API does for a user (their list, read marks, preferences, push subscriptions).
-
-`notify_for_event` is the core of the job handler. It runs in the handler's tenant-bound
-transaction and is idempotent by itself: a receipt per (event, user) is written with the
-rows it causes, and every row has a unique key per event, so a second run changes nothing.
-Sending happens later, from the committed rows (notifications.delivery).
+"""What a user does with their notifications (their list, read marks, preferences, push
+subscriptions) and the email log; the fan-out of events lives in notifications.fanout and is
+re-exported here (`notify_for_event`, `Delivery`, the link helpers).
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicedesk.accounts import service as accounts
 from servicedesk.audit import service as audit
 from servicedesk.config import Settings
 from servicedesk.core.actor import Actor
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import NotFound, Unprocessable
-from servicedesk.core.runtime import Runtime
-from servicedesk.core.text import plain
 from servicedesk.models import (
-    Comment,
     Email,
-    EmailStatus,
     Notification,
-    NotificationChannel,
-    Organization,
     PushSubscription,
-    Role,
-    Ticket,
     User,
-    UserStatus,
 )
-from servicedesk.notifications import email as mail
 from servicedesk.notifications import quiet_hours, rules
+from servicedesk.notifications.fanout import (
+    CHANNELS,
+    NOTIFICATIONS_PATH,
+    PREFERENCES_PATH,
+    Content,
+    Delivery,
+    link,
+    may_sign_in,
+    notify_for_event,
+    push_configured,
+    registration_path,
+    status_label,
+    ticket_path,
+)
 from servicedesk.notifications.repository import (
     EmailRepository,
     NotificationRepository,
@@ -56,468 +53,21 @@ from servicedesk.notifications.schemas import (
     PushSubscriptionsRead,
     QuietHours,
 )
-from servicedesk.tenancy import service as tenancy
-from servicedesk.tenancy.service import Tenant
-from servicedesk.tickets import comments as ticket_comments
-from servicedesk.tickets import service as tickets
-from servicedesk.tickets.auth import Viewer
 
-CHANNELS = tuple(c.value for c in NotificationChannel)
-PREFERENCES_PATH = "/notifications/preferences"
-NOTIFICATIONS_PATH = "/notifications"
-EXCERPT = 280
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A row `notify_for_event` wrote: the send step picks up queued emails and pushes."""
-
-    channel: str
-    user_id: uuid.UUID
-    id: uuid.UUID
-    outcome: str
-    """`created`, `folded` (in-app); `queued`, `held`, `batched` (email, push)."""
-    send_after: datetime | None = None
-    """Email and push: not before this time (quiet hours)."""
-
-
-@dataclass
-class Content:
-    """What one recipient is told about one event, in every channel's shape."""
-
-    title: str
-    body: str
-    path: str
-    """Within the organization, e.g. `/tickets/{id}`."""
-    subject: str
-    template: str
-    context: dict[str, Any] = field(default_factory=dict)
-    ticket_id: uuid.UUID | None = None
-
-
-@dataclass
-class _Event:
-    id: uuid.UUID
-    type: str
-    organization_id: uuid.UUID
-    actor: Actor
-    payload: dict[str, Any]
-    tenant: Tenant
-    brand: mail.Branding
-    users: dict[uuid.UUID, User]
-
-    @property
-    def actor_name(self) -> str:
-        if self.actor.id is not None and (user := self.users.get(self.actor.id)) is not None:
-            return user.full_name
-        return "The service desk" if self.actor.type == "system" else "Someone"
-
-
-def _uuid(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value)) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def may_sign_in(user: User) -> bool:
-    return user.is_active and user.status == UserStatus.APPROVED
-
-
-def link(settings: Settings, tenant: Tenant, path: str) -> str:
-    """An absolute link into the organization's desk (the `/t/{slug}/` form works anywhere)."""
-    return f"{settings.public_url.rstrip('/')}/t/{tenant.slug}{path}"
-
-
-def ticket_path(user: User, number: str) -> str:
-    """The ticket's page for this recipient: the workspace for staff, the portal otherwise."""
-    if user.role == Role.REQUESTER:
-        return f"/tickets/{number}"
-    return f"/agent/tickets/{number}"
-
-
-def registration_path(user_id: uuid.UUID) -> str:
-    """The admin console's page of one user (approve or reject there)."""
-    return f"/admin/users/{user_id}"
-
-
-def status_label(status: str | None) -> str:
-    return (status or "").replace("_", " ").capitalize()
-
-
-def _excerpt(text: str) -> str:
-    line = plain(text)
-    return line if len(line) <= EXCERPT else line[: EXCERPT - 1] + "…"
-
-
-# What each recipient is told -----------------------------------------------------------------
-
-
-async def _ticket_content(
-    session: AsyncSession, ev: _Event, candidate: rules.Candidate, user: User
-) -> Content | None:
-    """The content about a ticket as `user` may see it, or None when they may not."""
-    viewer = Viewer.of(user, ev.tenant)
-    ticket_id = _uuid(ev.payload.get("ticket_id"))
-    if ticket_id is None:
-        return None
-    try:
-        ticket = await tickets.access_ticket(session, viewer, ticket_id)
-    except NotFound:
-        return None
-    comment: Comment | None = None
-    if ev.type == "comment.created":
-        if ev.payload.get("is_internal") and not viewer.sees_internal:
-            return None  # requesters never hear of internal notes
-        comment_id = _uuid(ev.payload.get("comment_id"))
-        try:
-            if comment_id is None:
-                return None
-            comment = await ticket_comments.get_comment(session, viewer, ticket.id, comment_id)
-        except NotFound:
-            return None  # deleted since, or not theirs to read
-    return _describe_ticket(ev, candidate, user, ticket, comment)
-
-
-def _describe_ticket(
-    ev: _Event, candidate: rules.Candidate, user: User, ticket: Ticket, comment: Comment | None
-) -> Content:
-    who, number, subject = ev.actor_name, ticket.number, ticket.subject
-    context: dict[str, Any] = {"actor_name": who}
-    body = ""
-    if candidate.type == "ticket.created":
-        title, template = f"New ticket {number}: {subject}", "ticket_created"
-    elif candidate.type == "ticket.assigned":
-        title, template = f"{number} was assigned to you: {subject}", "ticket_assigned"
-    elif candidate.type == "ticket.status_changed":
-        new = status_label(ev.payload.get("new_status"))
-        title, template = f"{number} is now {new}: {subject}", "ticket_status_changed"
-        reason = ev.payload.get("reason")
-        body = plain(str(reason)) if reason else ""
-        context |= {
-            "new_status_label": new,
-            "old_status_label": status_label(ev.payload.get("old_status")),
-            "reason": body,
-        }
-    else:
-        mentioned = candidate.type == "comment.mentioned"
-        verb = "mentioned you on" if mentioned else "replied on"
-        title = f"{who} {verb} {number}: {subject}"
-        template = "comment_mention" if mentioned else "comment_reply"
-        body = _excerpt(comment.body) if comment else ""
-        context |= {
-            "is_internal": bool(comment and comment.is_internal),
-            # Sanitised when the comment was written (core.text.render_markdown).
-            "comment_html": Markup(comment.body_html) if comment else None,  # noqa: S704
-            "comment_text": comment.body.strip() if comment else None,
-        }
-    return Content(
-        title=title,
-        body=body,
-        path=ticket_path(user, ticket.number),
-        subject=f"[{number}] {subject}",
-        template=template,
-        context=context
-        | {"ticket_number": number, "ticket_subject": subject, "ticket_status": ticket.status},
-        ticket_id=ticket.id,
-    )
-
-
-def _registration_content(ev: _Event) -> Content | None:
-    registrant_id = _uuid(ev.payload.get("user_id"))
-    registrant = ev.users.get(registrant_id) if registrant_id else None
-    if registrant is None or registrant.status != UserStatus.PENDING:
-        return None  # decided already
-    name = registrant.full_name
-    return Content(
-        title=f"{name} registered and waits for approval",
-        body=registrant.email,
-        path=registration_path(registrant.id),
-        subject=f"Registration waiting for approval: {name}",
-        template="user_registered",
-        context={"registrant_name": name, "registrant_email": registrant.email},
-    )
-
-
-# The fan-out ---------------------------------------------------------------------------------
-
-
-async def _load_event(session: AsyncSession, event: dict[str, Any]) -> _Event:
-    org: Organization = await tenancy.get_organization(
-        session, uuid.UUID(str(event["organization_id"]))
-    )
-    actor = event.get("actor") or {}
-    return _Event(
-        id=uuid.UUID(str(event["event_id"])),
-        type=str(event["event_type"]),
-        organization_id=org.id,
-        actor=Actor(str(actor.get("type") or "system"), _uuid(actor.get("id"))),
-        payload=dict(event.get("payload") or {}),
-        tenant=Tenant.of(org),
-        brand=mail.Branding.of(org.name, dict(org.settings or {})),
-        users={},
-    )
-
-
-def _directory(session: AsyncSession) -> rules.Directory:
-    async def department_workers(department_id: uuid.UUID) -> list[uuid.UUID]:
-        found: list[uuid.UUID] = []
-        for role in (Role.AGENT, Role.ADMIN):
-            users = await accounts.list_active_users(
-                session, role=role, department_id=department_id
-            )
-            found += [u.id for u in users]
-        return found
-
-    async def admins() -> list[uuid.UUID]:
-        return [u.id for u in await accounts.list_active_users(session, role=Role.ADMIN)]
-
-    return rules.Directory(department_workers=department_workers, admins=admins)
-
-
-async def notify_for_event(
-    session: AsyncSession,
-    runtime: Runtime,
-    event: dict[str, Any],
-    *,
-    now: datetime | None = None,
-) -> list[Delivery]:
-    """Write the notifications one event causes (in-app rows, queued emails and pushes).
-
-    Idempotent: running it again for the same event adds nothing. `now` is injectable so
-    quiet hours, de-dup windows and digests can be tested with a controlled clock.
-    """
-    now = now or utc_now()
-    if event.get("event_type") not in rules.EVENT_TYPES:
-        return []
-    ev = await _load_event(session, event)
-    found = await rules.candidates(event, _directory(session))
-    # Nobody is told about their own action.
-    found = [c for c in found if c.user_id != ev.actor.id]
-    if not found:
-        return []
-    wanted = {c.user_id for c in found} | {_uuid(ev.payload.get("user_id"))} | {ev.actor.id}
-    ids = [i for i in wanted if i is not None]
-    ev.users = {u.id: u for u in await accounts.get_users(session, ids)}
-    deliveries: list[Delivery] = []
-    for candidate in sorted(found, key=lambda c: c.user_id):  # one lock order: no deadlocks
-        user = ev.users.get(candidate.user_id)
-        if user is None or not may_sign_in(user):
-            continue
-        if ev.type == "user.registered":
-            content = _registration_content(ev)
-        else:
-            content = await _ticket_content(session, ev, candidate, user)
-        if content is None:
-            continue
-        deliveries += await _deliver(session, runtime.settings, ev, candidate, user, content, now)
-    return deliveries
-
-
-async def _enabled(session: AsyncSession, user_id: uuid.UUID, type_: str) -> dict[str, bool]:
-    rows = await PreferenceRepository(session).for_user(user_id)
-    chosen = {r.channel: r.enabled for r in rows if r.event_type == type_}
-    return {channel: chosen.get(channel, True) for channel in CHANNELS}
-
-
-async def _deliver(
-    session: AsyncSession,
-    settings: Settings,
-    ev: _Event,
-    candidate: rules.Candidate,
-    user: User,
-    content: Content,
-    now: datetime,
-) -> list[Delivery]:
-    """Every channel for one recipient, under their lock, recorded by one receipt."""
-    notifications = NotificationRepository(session)
-    await notifications.lock_user(user.id)
-    if await notifications.receipt_exists(ev.id, user.id):
-        return []
-    enabled = await _enabled(session, user.id, candidate.type)
-    window_start = now - timedelta(minutes=settings.notify_dedup_minutes)
-    dedup = settings.notify_dedup_minutes > 0
-    outcome: dict[str, str] = {}
-    out: list[Delivery] = []
-
-    def done(
-        channel: str, result: str, row_id: uuid.UUID | None = None, at: datetime | None = None
-    ) -> None:
-        outcome[channel] = result
-        if row_id is not None:
-            out.append(Delivery(channel, user.id, row_id, result, at))
-
-    # In-app: always delivered at once (quiet hours do not apply); repeats fold into one.
-    if not enabled["in_app"]:
-        done("in_app", "off")
-    else:
-        existing = (
-            await notifications.recent(user.id, candidate.dedup_key, since=window_start)
-            if dedup
-            else None
-        )
-        if existing is not None:
-            _fold(existing, content, ev, now)
-            done("in_app", "folded", existing.id)
-        else:
-            new_id = await notifications.add(
-                {
-                    "organization_id": ev.organization_id,
-                    "user_id": user.id,
-                    "event_id": ev.id,
-                    "event_type": candidate.type,
-                    "ticket_id": content.ticket_id,
-                    "actor_id": ev.actor.id if ev.actor.type == "user" else None,
-                    "title": content.title[:300],
-                    "body": content.body,
-                    "url": content.path,
-                    "dedup_key": candidate.dedup_key,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            done("in_app", "created" if new_id else "duplicate", new_id)
-
-    quiet = await PreferenceRepository(session).settings(user.id)
-    release = quiet_hours.release_time(
-        now,
-        start=quiet.quiet_hours_start if quiet else None,
-        end=quiet.quiet_hours_end if quiet else None,
-        timezone=user.timezone,
-    )
-
-    emails = EmailRepository(session)
-    if not settings.smtp_url:
-        done("email", "not_configured")
-    elif not enabled["email"]:
-        done("email", "off")
-    elif dedup and await emails.recent_exists(user.id, candidate.dedup_key, since=window_start):
-        done("email", "duplicate")
-    else:
-        window = now - timedelta(minutes=settings.notify_digest_minutes)
-        batched = await emails.count_individual(user.id, since=window) >= (
-            settings.notify_digest_threshold
-        )
-        email_id = await _queue_email(
-            session, settings, ev, candidate, user, content, now=now, release=release, batch=batched
-        )
-        result = "batched" if batched else "held" if release else "queued"
-        done("email", result if email_id else "duplicate", email_id, release or now)
-
-    push = PushRepository(session)
-    if not (settings.vapid_private_key and settings.vapid_public_key):
-        done("push", "not_configured")
-    elif not enabled["push"]:
-        done("push", "off")
-    elif not await push.has_subscription(user.id):
-        done("push", "no_subscription")
-    elif dedup and await push.recent_exists(user.id, candidate.dedup_key, since=window_start):
-        done("push", "duplicate")
-    else:
-        push_id = await push.add_message(
-            {
-                "organization_id": ev.organization_id,
-                "user_id": user.id,
-                "event_id": ev.id,
-                "event_type": candidate.type,
-                "dedup_key": candidate.dedup_key,
-                "title": content.title[:300],
-                "body": content.body[:500],
-                "url": link(settings, ev.tenant, content.path)[:500],
-                "send_after": release or now,
-                "created_at": now,
-            }
-        )
-        result = ("held" if release else "queued") if push_id else "duplicate"
-        done("push", result, push_id, release or now)
-
-    await notifications.add_receipt(
-        {
-            "organization_id": ev.organization_id,
-            "event_id": ev.id,
-            "user_id": user.id,
-            "event_type": candidate.type,
-            "outcome": outcome,
-            "created_at": now,
-        }
-    )
-    return out
-
-
-def _fold(existing: Notification, content: Content, ev: _Event, now: datetime) -> None:
-    """The same thing again within the window: one notification, brought back to the top."""
-    existing.occurrences += 1
-    existing.title = content.title[:300]
-    existing.body = content.body
-    existing.actor_id = ev.actor.id if ev.actor.type == "user" else None
-    existing.updated_at = now
-    existing.read_at = None
-
-
-async def _queue_email(
-    session: AsyncSession,
-    settings: Settings,
-    ev: _Event,
-    candidate: rules.Candidate,
-    user: User,
-    content: Content,
-    *,
-    now: datetime,
-    release: datetime | None,
-    batch: bool,
-) -> uuid.UUID | None:
-    domain = mail.mail_domain(settings)
-    email_id = uuid.uuid4()
-    url = link(settings, ev.tenant, content.path)
-    ticket: dict[str, Any] | None = None
-    if content.ticket_id is not None:
-        ticket = {
-            "number": content.context["ticket_number"],
-            "subject": content.context["ticket_subject"],
-            "status_label": status_label(content.context["ticket_status"]),
-            "url": url,
-        }
-    rendered = mail.render(
-        content.template,
-        {
-            **content.context,
-            "brand": ev.brand,
-            "recipient_name": user.first_name,
-            "subject": content.subject,
-            "ticket": ticket,
-            "action_url": url,
-            "preferences_url": link(settings, ev.tenant, PREFERENCES_PATH),
-        },
-    )
-    root = mail.thread_root(content.ticket_id, domain) if content.ticket_id else None
-    return await EmailRepository(session).add(
-        {
-            "id": email_id,
-            "organization_id": ev.organization_id,
-            "user_id": user.id,
-            "to_address": user.email,
-            "from_name": mail.header_text(ev.brand.name, 200),
-            "reply_to": ev.brand.support_email,
-            "subject": mail.header_text(content.subject),
-            "summary": mail.header_text(content.title),
-            "url": url[:700],
-            "template": content.template,
-            "body_text": rendered.text,
-            "body_html": rendered.html,
-            "status": EmailStatus.BATCHED if batch else EmailStatus.QUEUED,
-            "send_after": release or now,
-            "ticket_id": content.ticket_id,
-            "event_id": ev.id,
-            "actor_type": ev.actor.type,
-            "actor_id": ev.actor.id,
-            "dedup_key": candidate.dedup_key,
-            "message_id": mail.message_id_for(email_id, content.ticket_id, domain),
-            "in_reply_to": root,
-            "references": root,
-            "created_at": now,
-            "updated_at": now,
-        }
-    )
+__all__ = [
+    "CHANNELS",
+    "NOTIFICATIONS_PATH",
+    "PREFERENCES_PATH",
+    "Content",
+    "Delivery",
+    "link",
+    "may_sign_in",
+    "notify_for_event",
+    "push_configured",
+    "registration_path",
+    "status_label",
+    "ticket_path",
+]
 
 
 # What a user does with their notifications ---------------------------------------------------
@@ -638,10 +188,6 @@ def _audit_view(prefs: PreferencesRead) -> dict[str, Any]:
 
 
 # Web push subscriptions ----------------------------------------------------------------------
-
-
-def push_configured(settings: Settings) -> bool:
-    return bool(settings.vapid_private_key and settings.vapid_public_key)
 
 
 def check_push_endpoint(settings: Settings, endpoint: str) -> None:

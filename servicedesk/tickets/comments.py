@@ -56,6 +56,14 @@ async def get_comment(
     return comment
 
 
+async def get_live_comment(
+    session: AsyncSession, ticket_id: uuid.UUID, comment_id: uuid.UUID
+) -> Comment | None:
+    """A comment that was not deleted, without a reader: the caller applies `get_comment`'s
+    rules to each reader itself (`Viewer.can_see`, internal notes only for staff)."""
+    return await CommentRepository(session).get(ticket_id, comment_id)
+
+
 async def add_comment(
     session: AsyncSession, viewer: Viewer, tenant: Tenant, ticket_id: uuid.UUID, data: CommentCreate
 ) -> Comment:

@@ -144,6 +144,10 @@ class TicketRepository:
             query = query.with_for_update()
         return (await self.session.execute(query)).scalar_one_or_none()
 
+    async def get_unfiltered(self, ticket_id: uuid.UUID) -> Ticket | None:
+        """The ticket whoever asks (RLS still scopes it to the organization)."""
+        return await self.session.get(Ticket, ticket_id)
+
     async def count_all(self) -> int:
         """Tickets of the bound organization (RLS), regardless of who asks."""
         return int(

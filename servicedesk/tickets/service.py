@@ -163,6 +163,12 @@ async def access_ticket(
     return ticket
 
 
+async def get_ticket_unchecked(session: AsyncSession, ticket_id: uuid.UUID) -> Ticket | None:
+    """The ticket without a visibility check, for callers that check each reader themselves
+    with `Viewer.can_see` (a notification fan-out to thousands): never shown as is."""
+    return await TicketRepository(session).get_unfiltered(ticket_id)
+
+
 async def access_ticket_by_number(session: AsyncSession, viewer: Viewer, number: str) -> Ticket:
     ticket = await TicketRepository(session).get_by_number(viewer, number)
     if ticket is None:
