@@ -9,7 +9,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Select, case, func, or_, select, tuple_, update
+from sqlalchemy import Select, Uuid, any_, case, func, literal, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.core.pagination import like_pattern
@@ -50,7 +51,8 @@ class UserRepository:
     async def get_many(self, user_ids: list[uuid.UUID]) -> list[User]:
         if not user_ids:
             return []
-        result = await self.session.execute(select(User).where(User.id.in_(set(user_ids))))
+        ids = literal(sorted(set(user_ids)), ARRAY(Uuid()))  # one parameter, however many
+        result = await self.session.execute(select(User).where(User.id == any_(ids)))
         return list(result.scalars())
 
     async def active_ids(

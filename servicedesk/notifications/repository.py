@@ -9,8 +9,20 @@ from collections.abc import Sequence
 from datetime import datetime, time
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, text, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    Uuid,
+    any_,
+    func,
+    literal,
+    select,
+    text,
+    tuple_,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.models import (
@@ -30,6 +42,15 @@ INDIVIDUAL = (EmailStatus.QUEUED, EmailStatus.SENT, EmailStatus.FAILED)
 # Per-user notification locks: advisory locks (LOCK_SPACE, bucket) with LOCK_BUCKETS buckets.
 LOCK_SPACE = 7301
 LOCK_BUCKETS = 512
+
+
+def _any(column: Any, values: Sequence[Any], item: Any = None) -> ColumnElement[bool]:
+    """`column = ANY(:array)`: one parameter however many values (an IN list takes one each,
+    and the driver allows 32,767 per statement)."""
+    return cast(
+        "ColumnElement[bool]",
+        column == any_(literal(list(values), ARRAY(item if item is not None else Uuid()))),
+    )
 
 
 def _table(model: Any) -> Table:
@@ -137,8 +158,8 @@ class NotificationRepository:
         query = (
             select(Notification)
             .where(
-                Notification.user_id.in_(users),
-                Notification.dedup_key.in_(dedup_keys),
+                _any(Notification.user_id, users),
+                _any(Notification.dedup_key, dedup_keys, String()),
                 Notification.updated_at >= since,
             )
             .order_by(Notification.user_id, Notification.updated_at.desc())
@@ -183,7 +204,7 @@ class NotificationRepository:
         """Those of `user_ids` this event has a receipt for (handled already)."""
         query = select(NotificationReceipt.user_id).where(
             NotificationReceipt.event_id == event_id,
-            NotificationReceipt.user_id.in_(list(user_ids)),
+            _any(NotificationReceipt.user_id, user_ids),
         )
         return set((await self.session.execute(query)).scalars())
 
@@ -207,15 +228,13 @@ class PreferenceRepository:
     async def for_users(
         self, user_ids: Sequence[uuid.UUID]
     ) -> builtins.list[NotificationPreference]:
-        query = select(NotificationPreference).where(
-            NotificationPreference.user_id.in_(list(user_ids))
-        )
+        query = select(NotificationPreference).where(_any(NotificationPreference.user_id, user_ids))
         return list((await self.session.execute(query)).scalars())
 
     async def settings_of(
         self, user_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, NotificationSettings]:
-        query = select(NotificationSettings).where(NotificationSettings.user_id.in_(list(user_ids)))
+        query = select(NotificationSettings).where(_any(NotificationSettings.user_id, user_ids))
         return {r.user_id: r for r in (await self.session.execute(query)).scalars()}
 
     async def upsert(
@@ -302,8 +321,8 @@ class EmailRepository:
         query = (
             select(Email.user_id, Email.dedup_key)
             .where(
-                Email.user_id.in_(sorted({u for u, _ in keys})),
-                Email.dedup_key.in_(sorted({k for _, k in keys})),
+                _any(Email.user_id, sorted({u for u, _ in keys})),
+                _any(Email.dedup_key, sorted({k for _, k in keys}), String()),
                 Email.created_at >= since,
             )
             .distinct()
@@ -318,7 +337,7 @@ class EmailRepository:
         query = (
             select(Email.user_id, func.count())
             .where(
-                Email.user_id.in_(list(user_ids)),
+                _any(Email.user_id, user_ids),
                 Email.created_at >= since,
                 Email.status.in_(INDIVIDUAL),
                 Email.template.not_in(("digest", "password_reset")),
@@ -416,7 +435,7 @@ class PushRepository:
         """Those of `user_ids` with at least one subscription."""
         query = (
             select(PushSubscription.user_id)
-            .where(PushSubscription.user_id.in_(list(user_ids)))
+            .where(_any(PushSubscription.user_id, user_ids))
             .distinct()
         )
         return set((await self.session.execute(query)).scalars())
@@ -429,8 +448,8 @@ class PushRepository:
         query = (
             select(PushMessage.user_id, PushMessage.dedup_key)
             .where(
-                PushMessage.user_id.in_(sorted({u for u, _ in keys})),
-                PushMessage.dedup_key.in_(sorted({k for _, k in keys})),
+                _any(PushMessage.user_id, sorted({u for u, _ in keys})),
+                _any(PushMessage.dedup_key, sorted({k for _, k in keys}), String()),
                 PushMessage.created_at >= since,
             )
             .distinct()
