@@ -12,23 +12,34 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+EVERYONE = frozenset({"requester", "agent", "admin", "manager"})
+STAFF = frozenset({"agent", "admin", "manager"})
+
 
 @dataclass(frozen=True)
 class NotificationType:
     key: str
     label: str
+    roles: frozenset[str] = EVERYONE
+    """Who the rules below can name for it (the settings page shows only those)."""
 
 
 # The preference keys: one per kind of notification (a comment event gives two kinds).
 TYPES: dict[str, NotificationType] = {
     t.key: t
     for t in (
-        NotificationType("ticket.created", "A new unassigned ticket in your department"),
-        NotificationType("ticket.assigned", "A ticket was assigned to you"),
+        NotificationType(
+            "ticket.created",
+            "A new unassigned ticket in your department",
+            frozenset({"agent", "admin"}),
+        ),
+        NotificationType("ticket.assigned", "A ticket was assigned to you", STAFF),
         NotificationType("ticket.status_changed", "Your ticket changed status"),
         NotificationType("comment.created", "A reply on your ticket, or on a ticket you handle"),
-        NotificationType("comment.mentioned", "Someone mentioned you"),
-        NotificationType("user.registered", "A registration waits for approval"),
+        NotificationType("comment.mentioned", "Someone mentioned you", STAFF),
+        NotificationType(
+            "user.registered", "A registration waits for approval", frozenset({"admin"})
+        ),
     )
 }
 

@@ -150,7 +150,7 @@ async def _preferences_page(
         request,
         "notifications/preferences.html",
         {
-            "types": list(rules.TYPES.values()),
+            "types": [t for t in rules.TYPES.values() if user.role in t.roles],
             "channels": [(c, CHANNEL_LABELS.get(c, c)) for c in notifications.CHANNELS],
             "pair": _pair,
             "values": values or _page_values(prefs, user),
