@@ -36,7 +36,6 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -99,7 +98,9 @@ def time_page(
     return server_ms, client_ms, html
 
 
-def asset_bytes(client: httpx.Client, html: str, cache: dict[str, tuple[int, int]]) -> dict[str, int]:
+def asset_bytes(
+    client: httpx.Client, html: str, cache: dict[str, tuple[int, int]]
+) -> dict[str, int]:
     totals = {"js": 0, "js_gz": 0, "css": 0, "css_gz": 0}
     for url in ASSET.findall(html):
         if url not in cache:
