@@ -366,3 +366,34 @@ async def test_bulk_refusal_comes_back_as_a_key(app: object, desk: Desk) -> None
         r = await c.get(r.headers["location"])
         assert "1 of 2 tickets were not found; nothing was changed." in r.text
     assert (await desk.get(ticket))["priority"] == "low"
+
+
+# Paging and the requester panel --------------------------------------------------------------
+
+
+async def test_load_more_keeps_the_filters(app: object, desk: Desk) -> None:
+    for _ in range(26):
+        await desk.file(priority="critical")
+    low = await desk.file(priority="low")
+    async with browser_for(app, desk.agent) as c:
+        r = await c.get(page(desk.org, "/agent"), params={"tab": "open", "priority": "critical"})
+        assert r.status_code == 200
+        assert r.text.count("data-row ") == 25
+        found = re.search(r'class="btn btn-secondary" href="([^"]+)"[^>]*>Load more', r.text)
+        assert found, "no Load more link"
+        link = html.unescape(found.group(1))
+        assert "priority=critical" in link and "tab=open" in link
+        r = await c.get(link)
+        assert r.text.count("data-row ") == 1
+        assert low["number"] not in r.text
+
+
+async def test_requester_panel_links_their_other_tickets(app: object, desk: Desk) -> None:
+    first = await desk.file(subject="Keyboard lost a key")
+    second = await desk.file(subject="Headset crackles")
+    async with browser_for(app, desk.agent) as c:
+        r = await c.get(page(desk.org, f"/agent/tickets/{second['number']}"))
+        link = (
+            f'<a href="/t/{desk.org.slug}/agent/tickets/{first["number"]}">Keyboard lost a key</a>'
+        )
+        assert link in r.text
