@@ -47,7 +47,7 @@ async def test_agent_saves_a_filtered_view_and_deletes_it(
     # No name: the browser's check shows the message next to the field; nothing is posted.
     await page.click("summary:has-text('Save this view')")
     await page.click("button:has-text('Save view')")
-    assert await page.is_visible("#f-view_name-error")
+    assert await page.inner_text("#f-view_name-error") == "Give the view a name."
     assert await page.get_attribute("#f-view_name", "aria-invalid") == "true"
     await page.fill("#f-view_name", "Fires")
     await page.click("button:has-text('Save view')")
@@ -114,7 +114,7 @@ async def test_agent_rejects_with_a_reason_and_the_requester_sees_it(
 
     await page.click("summary:has-text('Reject ticket')")
     await page.click("#props button:has-text('Reject ticket')")
-    assert await page.is_visible("#f-reason-error")
+    assert await page.inner_text("#f-reason-error") == "Give a reason: the requester will see it."
     reason = "Yachts are not IT equipment. " + XSS
     await page.fill("#f-reason", reason)
     await page.click("#props button:has-text('Reject ticket')")
