@@ -11,6 +11,8 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -111,6 +113,7 @@ async def test_pages_render_for_admins_and_are_linked(
         # The admin's own session is listed, on the overview and on their page.
         r = await c.get("/admin/sessions")
         assert admin.user.email in r.text and "End this session" in r.text
+        assert r.text.count("This browser") == 1
 
 
 @pytest.mark.parametrize("role", [Role.AGENT, Role.REQUESTER, Role.MANAGER])
@@ -315,6 +318,35 @@ async def test_sign_ins_list_and_filter(
             )
         r = await c.get("/admin/sign-ins")
         assert "<b>x</b>@example.com" not in r.text
+
+
+async def test_sign_in_times_and_days_are_in_the_admins_zone(
+    app: object, org: Organization, admin: Session, make_user: MakeUser
+) -> None:
+    zone = "Pacific/Kiritimati"  # UTC+14: its day is rarely the UTC day
+    async with client_for(app) as api:
+        r = await api.patch("/api/v1/me", json={"timezone": zone}, headers=admin.headers)
+        assert r.status_code == 200, r.text
+    user = await make_user(org)
+    today = datetime.now(ZoneInfo(zone)).date()
+    async with browser(app, org, admin.user) as c:
+        await c.post(
+            "/api/v1/auth/login",
+            json={"email": user.email, "password": "wrong-password-1"},
+            headers=tenant(org),
+        )
+        r = await c.get("/admin/sign-ins", params={"email": user.email})
+        assert f"({zone})" in r.text  # the <time> title names the viewer's zone
+        for since, until, found in (
+            (today, today, True),
+            (today - timedelta(days=1), today - timedelta(days=1), False),
+            (today + timedelta(days=1), "", False),
+        ):
+            r = await c.get(
+                "/admin/sign-ins",
+                params={"email": user.email, "since": str(since), "until": str(until)},
+            )
+            assert (r.text.count('class="sign-in-row') == 1) is found, (since, until)
 
 
 async def test_sign_ins_load_more_keeps_the_filters(

@@ -16,10 +16,12 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from servicedesk.accounts import login
 from servicedesk.accounts import service as accounts
+from servicedesk.accounts.auth import REFRESH_COOKIE
 from servicedesk.core.actor import Actor
 from servicedesk.core.errors import Conflict, NotFound
 from servicedesk.core.pagination import decode_cursor, encode_cursor
 from servicedesk.core.runtime import get_runtime
+from servicedesk.core.security import hash_token
 from servicedesk.jobs import service as jobs
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
 from servicedesk.web.admin import AdminPage, admin_context
@@ -74,7 +76,10 @@ def _notice(key: str | None) -> dict[str, str] | None:
 # Sessions ------------------------------------------------------------------------------------
 
 
-def _session_rows(pairs: list[tuple[Any, datetime]]) -> list[dict[str, Any]]:
+def _session_rows(request: Request, pairs: list[tuple[Any, datetime]]) -> list[dict[str, Any]]:
+    """Sessions as the table shows them; `current` marks the viewer's own browser."""
+    mine = request.cookies.get(REFRESH_COOKIE)
+    mine_hash = hash_token(mine) if mine else None
     return [
         {
             "id": link.family_id,
@@ -84,6 +89,7 @@ def _session_rows(pairs: list[tuple[Any, datetime]]) -> list[dict[str, Any]]:
             "expires_at": link.expires_at,
             "ip": link.ip,
             "user_agent": link.user_agent,
+            "current": link.token_hash == mine_hash,
         }
         for link, started in pairs
     ]
@@ -99,7 +105,7 @@ async def user_sessions_page(
     notice: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     user = await accounts.access_user(session, user_id)
-    rows = _session_rows(await login.list_sessions(session, user))
+    rows = _session_rows(request, await login.list_sessions(session, user))
     return render(
         request,
         "admin/user_sessions.html",
@@ -156,7 +162,8 @@ async def sessions_page(
     notice: Annotated[str | None, Query(max_length=40)] = None,
 ) -> Response:
     rows = _session_rows(
-        await login.list_organization_sessions(session, tenant.id, limit=SESSIONS_LIMIT + 1)
+        request,
+        await login.list_organization_sessions(session, tenant.id, limit=SESSIONS_LIMIT + 1),
     )
     more = len(rows) > SESSIONS_LIMIT
     rows = rows[:SESSIONS_LIMIT]
