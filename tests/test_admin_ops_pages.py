@@ -55,9 +55,14 @@ async def refreshes(app: object, org: Organization, token: str) -> bool:
     return r.status_code == 200
 
 
-async def failed_job(runtime: Runtime, org: Organization, error: str = "RuntimeError: down") -> int:
+async def failed_job(
+    runtime: Runtime,
+    org: Organization,
+    error: str = "RuntimeError: down",
+    name: str | None = None,
+) -> int:
     """A dead letter of `org`: queued like any job, then failed after its last attempt."""
-    name = f"tests.admin_ops.{secrets.token_hex(3)}"
+    name = name or f"tests.admin_ops.{secrets.token_hex(3)}"
     async with runtime.db.tenant_session(org.id) as session:
         job_id = await defer_job(session, name, organization_id=org.id, args={"n": 1})
     assert job_id is not None

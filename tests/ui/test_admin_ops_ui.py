@@ -1,8 +1,11 @@
 """The admin console's operations pages in the browser: sign-in attempts, ending a user's
-sessions, replaying and discarding failed jobs (confirmations accepted, notices shown)."""
+sessions, replaying and discarding failed jobs (confirmations accepted, notices shown);
+screenshots of the three pages (desktop, phone, dark)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +14,12 @@ from servicedesk.core.runtime import Runtime
 from servicedesk.models import Organization
 from tests.conftest import Session
 from tests.test_admin_ops_pages import drop_job, failed_job, job_status
-from tests.ui.conftest import DESKTOP
+from tests.ui.conftest import DESKTOP, PHONE
 from tests.ui.helpers import UiApi, path, sign_in
 
 pytestmark = pytest.mark.ui
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 async def test_admin_sees_a_failed_sign_in(
@@ -124,3 +129,74 @@ async def test_admin_replays_and_discards_failed_jobs(
     finally:
         await drop_job(runtime, replayed)
         await drop_job(runtime, discarded)
+
+
+async def test_admin_ops_screenshots(
+    browser: Any,
+    live_server: str,
+    runtime: Runtime,
+    org: Organization,
+    ui: UiApi,
+    admin: Session,
+    tmp_path: Path,
+) -> None:
+    out = DOCS if os.environ.get("SERVICEDESK_SCREENSHOTS") == "1" else tmp_path
+    out.mkdir(parents=True, exist_ok=True)
+    anonymous = UiApi(live_server, org.slug)
+    for name in ("Ana", "Marco", "Lena"):
+        user = await ui.user(first_name=name)
+        await ui.as_user(user["email"])
+        await anonymous.request(
+            "POST", "/auth/login", json={"email": user["email"], "password": "Wrong-guess-42"}
+        )
+    await anonymous.request(
+        "POST", "/auth/login", json={"email": "nobody@example.com", "password": "Guess-1234"}
+    )
+    job_ids = [
+        await failed_job(
+            runtime,
+            org,
+            "SMTPServerDisconnected: Connection unexpectedly closed",
+            "notifications.send_email",
+        ),
+        await failed_job(
+            runtime,
+            org,
+            "TimeoutError: the push service did not answer within 10 s",
+            "notifications.send_push",
+        ),
+    ]
+    try:
+        for scheme, sizes in (
+            ("light", {"desktop": DESKTOP, "phone": PHONE}),
+            ("dark", {"desktop": DESKTOP}),
+        ):
+            for size_name, viewport in sizes.items():
+                suffix = size_name + ("-dark" if scheme == "dark" else "")
+                context = await browser.new_context(
+                    viewport=viewport,
+                    color_scheme=scheme,
+                    locale="en-GB",
+                    timezone_id="Europe/Berlin",
+                )
+                page = await context.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda e, errors=errors: errors.append(str(e)))
+                try:
+                    await sign_in(page, live_server, org.slug, admin.user.email)
+                    for name, url in (
+                        ("sessions", "/admin/sessions"),
+                        ("sign-ins", "/admin/sign-ins"),
+                        ("failed-jobs", "/admin/jobs"),
+                    ):
+                        await page.goto(path(live_server, org.slug, url))
+                        await page.wait_for_load_state("load")
+                        await page.screenshot(
+                            path=str(out / f"admin-{name}-{suffix}.png"), full_page=True
+                        )
+                finally:
+                    await context.close()
+                assert not errors, errors
+    finally:
+        for job_id in job_ids:
+            await drop_job(runtime, job_id)
