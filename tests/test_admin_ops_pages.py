@@ -475,3 +475,30 @@ async def test_jobs_of_another_organization_are_404(
         assert await job_status(runtime, other_org, theirs) == "failed"
     finally:
         await drop_job(runtime, theirs)
+
+
+async def test_failed_jobs_pages_and_filter(
+    app: object,
+    runtime: Runtime,
+    org: Organization,
+    admin: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(admin_ops, "JOBS_PAGE", 1)
+    name = f"tests.admin_ops.paged.{secrets.token_hex(3)}"
+    older = await failed_job(runtime, org, name=name)
+    newer = await failed_job(runtime, org, name=name)
+    other = await failed_job(runtime, org)
+    try:
+        async with browser(app, org, admin.user) as c:
+            r = await c.get("/admin/jobs", params={"handler": name})
+            assert f'id="job-{newer}"' in r.text and f'id="job-{older}"' not in r.text
+            more = re.search(r'href="([^"]+)">Older jobs', r.text)
+            assert more is not None
+            r = await c.get(more.group(1).replace("&amp;", "&").split(f"/t/{org.slug}", 1)[1])
+            assert f'id="job-{older}"' in r.text and f'id="job-{newer}"' not in r.text
+            assert f'id="job-{other}"' not in r.text  # the filter is kept
+            assert "Older jobs" not in r.text and "First page" in r.text
+    finally:
+        for job_id in (older, newer, other):
+            await drop_job(runtime, job_id)
