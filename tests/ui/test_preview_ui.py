@@ -98,6 +98,13 @@ async def test_agent_previews_a_reply_then_sends_it(
 
     await preview_and_check(page, "#f-body", MARKDOWN + XSS)
 
+    # The "r" shortcut brings a previewed reply box back and focuses it.
+    await page.click("[data-md-mode=preview]")
+    await page.wait_for_selector("#f-body-preview strong")
+    await page.keyboard.press("r")
+    assert await page.evaluate("document.activeElement.id") == "f-body"
+    assert not await page.is_visible("#f-body-preview")
+
     # Previewing again and sending straight from the preview: the form switches back first
     # and posts the text (the textarea was only hidden).
     await page.click("[data-md-mode=preview]")

@@ -650,6 +650,16 @@
     for (var i = 0; i < open.length; i++) setMode(open[i], false);
   }, true);
 
+  // The agent page's "r" focuses the reply box: a previewed box is shown again first (capture
+  // on window runs before that key handler).
+  window.addEventListener("keydown", function (event) {
+    var t = event.target;
+    if (event.key !== "r" || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (t && (/^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName) || t.isContentEditable)) return;
+    var open = document.querySelector(".agent-editor [data-md-editor].md-previewing");
+    if (open) setMode(open, false);
+  }, true);
+
   function reveal(root) {
     var switches = (root || document).querySelectorAll("[data-md-editor] .md-modes[hidden]");
     for (var i = 0; i < switches.length; i++) switches[i].hidden = false;
