@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     rate_login_account: str = Field("10/minute", alias="SERVICEDESK_RATE_LOGIN_ACCOUNT")
     rate_refresh_ip: str = Field("60/minute", alias="SERVICEDESK_RATE_REFRESH_IP")
     rate_register_ip: str = Field("10/hour", alias="SERVICEDESK_RATE_REGISTER_IP")
+    rate_preview_user: str = Field("60/minute", alias="SERVICEDESK_RATE_PREVIEW_USER")
 
     # File attachments: where bodies are stored, the upload limit, download link lifetime.
     storage_backend: Literal["local", "s3"] = Field("local", alias="SERVICEDESK_STORAGE_BACKEND")
@@ -157,7 +158,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a lowercase PostgreSQL role name")
         return value
 
-    @field_validator("rate_login_ip", "rate_login_account", "rate_refresh_ip", "rate_register_ip")
+    @field_validator(
+        "rate_login_ip",
+        "rate_login_account",
+        "rate_refresh_ip",
+        "rate_register_ip",
+        "rate_preview_user",
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         try:

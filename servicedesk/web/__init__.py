@@ -19,6 +19,7 @@ from servicedesk.web import (
     assets,
     auth_pages,
     portal,
+    preview,
 )
 from servicedesk.web.errors import render_error_page
 from servicedesk.web.session import LoginRequired, login_redirect
@@ -41,4 +42,5 @@ def install(app: FastAPI) -> None:
     for router in (admin.router, admin_categories.router, admin_ops.router):
         app.include_router(router)
     app.include_router(agent.router)
+    app.include_router(preview.router)
     app.add_exception_handler(LoginRequired, _login_required)

@@ -541,3 +541,129 @@
     }
   });
 })();
+
+/* Markdown preview: a Write / Preview switch on the textareas the macro renders with
+ * markdown=true (the reply and note editors, a new ticket's description). Preview posts the
+ * text to /preview and shows the answer, rendered by the same function that renders stored
+ * comments (core.text.render_markdown), in the editor's aria-live area. It uses fetch, not
+ * htmx: an htmx request from inside the form would send the whole form, files included. The
+ * textarea is only hidden, so its text is kept and still submitted; a submit switches back to
+ * Write first (capture on window: before the validation above). Without JS the switch stays
+ * hidden and the textarea works as before. */
+(function () {
+  "use strict";
+  if (!window.fetch || !window.FormData) return;
+
+  function csrf() {
+    var match = document.cookie.match(/(?:^|;\s*)sd_csrf=([^;]+)/);
+    if (match) return decodeURIComponent(match[1]);
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  function parts(editor) {
+    return {
+      text: editor.querySelector("textarea"),
+      area: editor.querySelector(".md-preview"),
+      write: editor.querySelector('[data-md-mode="write"]'),
+      preview: editor.querySelector('[data-md-mode="preview"]')
+    };
+  }
+
+  function setMode(editor, previewing) {
+    var p = parts(editor);
+    p.text.hidden = previewing;
+    p.area.hidden = !previewing;
+    p.write.setAttribute("aria-pressed", String(!previewing));
+    p.preview.setAttribute("aria-pressed", String(previewing));
+    editor.classList.toggle("md-previewing", previewing);
+  }
+
+  function message(area, text, isError) {
+    var node = document.createElement("p");
+    node.className = "md-preview-message " + (isError ? "md-preview-error" : "muted");
+    node.textContent = text;
+    area.textContent = "";
+    area.appendChild(node);
+  }
+
+  function load(editor) {
+    var p = parts(editor);
+    var seq = String(Number(editor.dataset.mdSeq || "0") + 1);
+    editor.dataset.mdSeq = seq;
+    p.area.setAttribute("aria-busy", "true");
+    message(p.area, "Loading preview…", false);
+    var body = new FormData();
+    body.append("csrf_token", csrf());
+    body.append("text", p.text.value);
+    fetch(editor.dataset.previewUrl, {
+      method: "POST", body: body, credentials: "same-origin", redirect: "manual",
+      headers: { "X-CSRF-Token": csrf() }
+    }).then(function (response) {
+      var isHtml = (response.headers.get("content-type") || "").indexOf("text/html") === 0;
+      if (isHtml && [200, 422, 429].indexOf(response.status) >= 0) {
+        return response.text().then(function (html) { return { html: html }; });
+      }
+      if (response.type === "opaqueredirect" || response.status === 401) {
+        return { error: "Your session has ended. Sign in again in another tab (this text stays here), then preview again." };
+      }
+      return { error: "The preview could not be loaded (" + response.status + "). Try again." };
+    }, function () {
+      return { error: "The server could not be reached. Check your connection and try again." };
+    }).then(function (result) {
+      if (editor.dataset.mdSeq !== seq || p.area.hidden) return;  // switched back, or a newer one
+      p.area.removeAttribute("aria-busy");
+      // The fragment is the server's sanitised HTML (the same as a stored comment's).
+      if (result.html !== undefined) p.area.innerHTML = result.html;
+      else message(p.area, result.error, true);
+    });
+  }
+
+  function toWrite(editor) {
+    var p = parts(editor);
+    if (!editor.classList.contains("md-previewing")) { p.text.focus(); return; }
+    setMode(editor, false);
+    editor.dataset.mdSeq = String(Number(editor.dataset.mdSeq || "0") + 1);  // drop late answers
+    p.text.focus();
+    var at = (editor.dataset.mdSelection || "").split(",");
+    if (at.length === 2) p.text.setSelectionRange(Number(at[0]), Number(at[1]));
+  }
+
+  function toPreview(editor) {
+    var p = parts(editor);
+    if (!editor.classList.contains("md-previewing")) {
+      editor.dataset.mdSelection = p.text.selectionStart + "," + p.text.selectionEnd;
+      setMode(editor, true);
+    }
+    load(editor);
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-md-mode]");
+    var editor = button && button.closest("[data-md-editor]");
+    if (!editor) return;
+    if (button.dataset.mdMode === "preview") toPreview(editor); else toWrite(editor);
+  });
+
+  window.addEventListener("submit", function (event) {
+    var open = event.target.querySelectorAll ? event.target.querySelectorAll("[data-md-editor].md-previewing") : [];
+    for (var i = 0; i < open.length; i++) setMode(open[i], false);
+  }, true);
+
+  // The agent page's "r" focuses the reply box: a previewed box is shown again first (capture
+  // on window runs before that key handler).
+  window.addEventListener("keydown", function (event) {
+    var t = event.target;
+    if (event.key !== "r" || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (t && (/^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName) || t.isContentEditable)) return;
+    var open = document.querySelector(".agent-editor [data-md-editor].md-previewing");
+    if (open) setMode(open, false);
+  }, true);
+
+  function reveal(root) {
+    var switches = (root || document).querySelectorAll("[data-md-editor] .md-modes[hidden]");
+    for (var i = 0; i < switches.length; i++) switches[i].hidden = false;
+  }
+  document.addEventListener("DOMContentLoaded", function () { reveal(document); });
+  document.addEventListener("htmx:afterSettle", function (event) { reveal(event.target); });
+})();
