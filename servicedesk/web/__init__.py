@@ -17,6 +17,7 @@ from servicedesk.web import (
     agent,
     assets,
     auth_pages,
+    live_pages,
     portal,
 )
 from servicedesk.web.errors import render_error_page
@@ -39,5 +40,6 @@ def install(app: FastAPI) -> None:
         app.include_router(router)
     for router in (admin.router, admin_categories.router):
         app.include_router(router)
+    app.include_router(live_pages.router)
     app.include_router(agent.router)
     app.add_exception_handler(LoginRequired, _login_required)
