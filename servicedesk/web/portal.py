@@ -270,7 +270,8 @@ async def _conversation(
         "authors": authors,
         "files_by_comment": by_comment,
         "links": links,
-        "after": public[-1].created_at.isoformat() if public else "",
+        # Where the next poll starts: the last reply, or the ticket itself when none yet.
+        "after": (public[-1].created_at if public else ticket.submitted_at).isoformat(),
     }
 
 
