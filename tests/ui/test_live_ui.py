@@ -153,3 +153,53 @@ async def test_queue_shows_new_tickets_live(
     assert await page.locator("[data-row]").count() == 2
     assert await page.is_hidden("[data-live-changes]")
     assert not page.errors, page.errors
+
+
+async def test_server_sent_events_when_websockets_fail(
+    browser: Any, live_server: str, org: Organization, ui: UiApi, laptop: dict[str, Any]
+) -> None:
+    rhea = await ui.user("requester", first_name="Rhea")
+    agent = await ui.user("agent", first_name="Ana")
+    ticket = await (await ui.as_user(rhea["email"])).ticket(laptop, subject="No sound")
+    agent_api = await ui.as_user(agent["email"])
+    contexts = []
+    try:
+        pages = []
+        for who, rest in ((agent, "/agent/tickets/"), (rhea, "/tickets/")):
+            context = await browser.new_context(viewport=DESKTOP)
+            contexts.append(context)
+            # As behind a proxy that drops WebSockets: the client takes the event stream.
+            await context.add_init_script("window.WebSocket = undefined;")
+            page = await context.new_page()
+            await sign_in(page, live_server, org.slug, who["email"])
+            await page.goto(path(live_server, org.slug, rest + ticket["number"]))
+            await page.wait_for_selector("body.live-up", state="attached")
+            pages.append(page)
+        await agent_api.ok(
+            "POST", f"/tickets/{ticket['id']}/comments", json={"body": NOTE, "is_internal": True}
+        )
+        await agent_api.ok("POST", f"/tickets/{ticket['id']}/comments", json={"body": REPLY})
+        staff, mine = pages
+        await staff.locator("#comment-list .comment", has_text=REPLY).wait_for(timeout=LIVE_MS)
+        await staff.locator("#comment-list .comment-internal", has_text=NOTE).wait_for()
+        await mine.locator("#comment-list .comment", has_text=REPLY).wait_for(timeout=LIVE_MS)
+        assert NOTE not in await mine.content()
+    finally:
+        for context in contexts:
+            await context.close()
+
+
+async def test_requester_page_polls_without_a_live_connection(
+    page: Any, context: Any, live_server: str, org: Organization, ui: UiApi, laptop: dict[str, Any]
+) -> None:
+    rhea = await ui.user("requester", first_name="Rhea")
+    agent = await ui.as_user((await ui.user("agent", first_name="Ana"))["email"])
+    ticket = await (await ui.as_user(rhea["email"])).ticket(laptop, subject="No sound")
+    await context.add_init_script("window.WebSocket = undefined; window.EventSource = undefined;")
+    await sign_in(page, live_server, org.slug, rhea["email"])
+    await page.goto(path(live_server, org.slug, f"/tickets/{ticket['number']}"))
+    await agent.ok("POST", f"/tickets/{ticket['id']}/comments", json={"body": REPLY})
+    # The 15 s poll brings it (the first reply, too: the poll starts at the ticket's filing).
+    await page.locator("#comment-list .comment", has_text=REPLY).wait_for(timeout=25_000)
+    assert await page.locator("body.live-up").count() == 0
+    assert not page.errors, page.errors
