@@ -64,6 +64,11 @@ async def test_two_agents_and_the_requester_follow_one_ticket_live(
         await mine.goto(path(live_server, org.slug, f"/tickets/{ticket['number']}"))
         await mine.wait_for_selector("body.live-up", state="attached")
         await page.wait_for_selector("#live-viewers:has-text('Rhea Requester')")
+        # Agents see the requester typing.
+        await mine.click("#f-body")
+        await mine.keyboard.type("Any news?")
+        await page.wait_for_selector("#live-activity:has-text('Rhea Requester is typing…')")
+        await mine.click("h1")
 
         # Ana writes a reply: Ben sees it; no collision while only one writes.
         await other.click("#f-body")

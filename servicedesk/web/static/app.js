@@ -979,8 +979,22 @@
   // --- Requester's ticket ---------------------------------------------------------------------------
   if (portalRoot) (function () {
     var ticketId = portalRoot.dataset.livePortal;
-    var manualUntil = 0;
-    rooms.push("ticket:" + ticketId);
+    var manualUntil = 0, lastTyping = 0;
+    var room = "ticket:" + ticketId;
+    rooms.push(room);
+
+    // Agents see the requester typing (never the other way round: live.md).
+    document.addEventListener("input", function (event) {
+      if (!event.target.matches || !event.target.matches("#reply-form textarea")) return;
+      if (Date.now() - lastTyping < Math.max(1, live.ttl.typing / 2) * 1000) return;
+      lastTyping = Date.now();
+      send({ type: "typing", room: room });
+    });
+    document.addEventListener("focusout", function (event) {
+      if (!lastTyping || !event.target.matches || !event.target.matches("#reply-form textarea")) return;
+      lastTyping = 0;
+      send({ type: "typing", room: room, active: false });
+    });
 
     var poll = serial(function () {
       var poller = document.getElementById("poller");
