@@ -157,6 +157,13 @@ async def test_queue_shows_new_tickets_live(
     await page.locator("[data-row]", has_text="Mouse is missing").wait_for()
     assert await page.locator("[data-row]").count() == 2
     assert await page.is_hidden("[data-live-changes]")
+
+    # Taking a ticket with `a`: my own change does not pull the row from under the keyboard.
+    await page.keyboard.press("j")
+    await page.keyboard.press("a")
+    await page.locator("[data-row][aria-current='true'] [data-assignee]", has_text="You").wait_for()
+    await page.wait_for_timeout(2500)
+    assert await page.locator("[data-row]").count() == 2
     assert not page.errors, page.errors
 
 

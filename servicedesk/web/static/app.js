@@ -960,6 +960,9 @@
 
     handlers.event.push(function (event) {
       if (QUEUE_EVENTS.indexOf(event.event_type) < 0) return;
+      // My own changes are on the page already (the `a` key updates its row; bulk actions
+      // reload): a row must not vanish from under the keyboard right after `a`.
+      if (event.actor && event.actor.id === me) return;
       changed[(event.payload || {}).ticket_id || event.event_id] = true;
       flush();
     });
