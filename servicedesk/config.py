@@ -122,6 +122,8 @@ class Settings(BaseSettings):
     """A worker silent this long is dead: its running jobs are retried elsewhere."""
     jobs_dispatch_batch: int = Field(200, ge=1, le=5000, alias="SERVICEDESK_JOBS_DISPATCH_BATCH")
     jobs_retention_days: int = Field(30, ge=1, alias="SERVICEDESK_JOBS_RETENTION_DAYS")
+    attachment_purge_days: int = Field(30, ge=0, le=3650, alias="SERVICEDESK_ATTACHMENT_PURGE_DAYS")
+    """Days a deleted attachment (or one of a deleted comment) keeps its stored file."""
     handler_modules: str | None = Field(None, alias="SERVICEDESK_HANDLER_MODULES")
     """Comma-separated modules with handlers, replacing the built-in list (see core/jobs.py)."""
     extra_handler_modules: str | None = Field(None, alias="SERVICEDESK_EXTRA_HANDLER_MODULES")

@@ -200,6 +200,23 @@ class SessionRepository:
         )
         return list(result.scalars())
 
+    async def active_links_of_organization(
+        self, organization_id: uuid.UUID, *, now: datetime, limit: int
+    ) -> list[RefreshToken]:
+        """The live link of every active session in the organization, last used first."""
+        result = await self.session.execute(
+            select(RefreshToken)
+            .where(
+                RefreshToken.organization_id == organization_id,
+                RefreshToken.revoked_at.is_(None),
+                RefreshToken.rotated_at.is_(None),
+                RefreshToken.expires_at > now,
+            )
+            .order_by(RefreshToken.issued_at.desc(), RefreshToken.id.desc())
+            .limit(limit)
+        )
+        return list(result.scalars())
+
     async def family_starts(self, family_ids: list[uuid.UUID]) -> dict[uuid.UUID, datetime]:
         if not family_ids:
             return {}
@@ -279,12 +296,18 @@ class LoginAttemptRepository:
         success: bool | None,
         before: tuple[datetime, uuid.UUID] | None,
         limit: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[LoginAttempt]:
         query = select(LoginAttempt)
         if email:
             query = query.where(LoginAttempt.email == email.strip().lower())
         if success is not None:
             query = query.where(LoginAttempt.success.is_(success))
+        if since is not None:
+            query = query.where(LoginAttempt.created_at >= since)
+        if until is not None:
+            query = query.where(LoginAttempt.created_at < until)
         if before:
             query = query.where(tuple_(LoginAttempt.created_at, LoginAttempt.id) < tuple_(*before))
         query = query.order_by(LoginAttempt.created_at.desc(), LoginAttempt.id.desc()).limit(limit)

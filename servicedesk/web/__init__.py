@@ -14,6 +14,7 @@ from servicedesk.web import (
     account_pages,
     admin,
     admin_categories,
+    admin_ops,
     agent,
     assets,
     auth_pages,
@@ -38,7 +39,7 @@ def install(app: FastAPI) -> None:
     )
     for router in (auth_pages.router, account_pages.router, portal.router):
         app.include_router(router)
-    for router in (admin.router, admin_categories.router):
+    for router in (admin.router, admin_categories.router, admin_ops.router):
         app.include_router(router)
     app.include_router(live_pages.router)
     app.include_router(agent.router)

@@ -145,7 +145,8 @@ async def test_stale_edit_shows_the_change_and_reapplies(
     assert "Priority is High" in text
     assert "status → In progress" in text
     assert await page.input_value("#p-priority") == "high"
-    assert await page.evaluate("document.activeElement.classList.contains('conflict')")
+    # Focus moves to the conflict box once htmx has settled the swap (a moment after it shows).
+    await page.wait_for_function("document.activeElement.classList.contains('conflict')")
     await page.click("button:has-text('Re-apply my change')")
     await page.wait_for_selector("#props .version-note >> text=Version 3")
     assert await page.locator("#props .conflict").count() == 0

@@ -801,7 +801,7 @@
     function editingPanel() {
       var panel = document.getElementById("props");
       if (!panel) return false;
-      if (panel.contains(document.activeElement) || panel.querySelector(".htmx-request")) return true;
+      if (panel.contains(document.activeElement) || panel.querySelector(".htmx-request, details[open]")) return true;
       var tags = document.getElementById("p-tags");
       return !!tags && tags.value !== tags.defaultValue;
     }
