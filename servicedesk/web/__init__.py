@@ -18,6 +18,7 @@ from servicedesk.web import (
     agent,
     assets,
     auth_pages,
+    live_pages,
     portal,
     preview,
 )
@@ -41,6 +42,7 @@ def install(app: FastAPI) -> None:
         app.include_router(router)
     for router in (admin.router, admin_categories.router, admin_ops.router):
         app.include_router(router)
+    app.include_router(live_pages.router)
     app.include_router(agent.router)
     app.include_router(preview.router)
     app.add_exception_handler(LoginRequired, _login_required)

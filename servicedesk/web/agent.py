@@ -130,23 +130,67 @@ async def _staff_users(session: AsyncSession) -> list[User]:
     return sorted(people, key=lambda u: u.full_name.lower())
 
 
+Tab = Annotated[str, Query(max_length=60)]
+StatusQ = Annotated[str | None, Query(max_length=20)]
+PriorityQ = Annotated[str | None, Query(max_length=20)]
+CategoryQ = Annotated[str | None, Query(max_length=40)]
+AssigneeQ = Annotated[str | None, Query(max_length=40)]
+SortQ = Annotated[str, Query(pattern="^(updated|submitted|priority)$")]
+SearchQ = Annotated[str | None, Query(max_length=200)]
+
+
 @router.get("")
 async def queue(
     request: Request,
     tenant: CurrentTenant,
     session: TenantSession,
     user: PageUser,
-    tab: Annotated[str, Query(max_length=60)] = "mine",
-    status: Annotated[str | None, Query(max_length=20)] = None,
-    priority: Annotated[str | None, Query(max_length=20)] = None,
-    category: Annotated[str | None, Query(max_length=40)] = None,
-    assignee: Annotated[str | None, Query(max_length=40)] = None,
-    sort: Annotated[str, Query(pattern="^(updated|submitted|priority)$")] = "updated",
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    tab: Tab = "mine",
+    status: StatusQ = None,
+    priority: PriorityQ = None,
+    category: CategoryQ = None,
+    assignee: AssigneeQ = None,
+    sort: SortQ = "updated",
+    q: SearchQ = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     notice: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    viewer = _staff(user, tenant)
+    context = await queue_context(
+        request,
+        session,
+        _staff(user, tenant),
+        tab=tab,
+        status=status,
+        priority=priority,
+        category=category,
+        assignee=assignee,
+        sort=sort,
+        q=q,
+        cursor=cursor,
+    )
+    context["notice"] = queue_notice(notice, request.query_params)
+    if cursor and is_htmx(request):
+        return render(request, "agent/_rows.html", context)
+    return render(request, "agent/queue.html", context)
+
+
+async def queue_context(
+    request: Request,
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    tab: str,
+    status: str | None,
+    priority: str | None,
+    category: str | None,
+    assignee: str | None,
+    sort: str,
+    q: str | None,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """One page of a queue tab or saved view with the filters, sort and search applied (also
+    what the live client re-renders when tickets change: `live_pages.queue_rows`)."""
+    user = viewer.user
     saved = await views.list_views(session, user.id)
     view = next((v for v in saved if f"view-{v.id}" == tab), None)
     if view is None and tab not in TABS:
@@ -237,7 +281,7 @@ async def queue(
     }
     by_id = {c.id: c for c in cats}
     names = {u.id: u.full_name for u in people}
-    context = {
+    context: dict[str, Any] = {
         "rows": rows,
         "headlines": headlines,
         "next_link": f"/agent?{urlencode({**params, 'cursor': next_cursor})}"
@@ -257,16 +301,14 @@ async def queue(
         "people": people,
         "names": names,
         "can_work": viewer.can_work,
-        "notice": queue_notice(notice, request.query_params),
+        "notice": None,
         "saved_view": view,
         "view_form": _view_form(request),
         "category_label": lambda t: ticket_fields.category_label(
             by_id, t.category_id, t.subcategory_id
         ),
     }
-    if cursor and is_htmx(request):
-        return render(request, "agent/_rows.html", context)
-    return render(request, "agent/queue.html", context)
+    return context
 
 
 QUEUE_NOTICES = {
@@ -479,6 +521,27 @@ async def _panel_context(
     }
 
 
+async def thread_context(
+    request: Request, session: AsyncSession, viewer: Viewer, tenant: Tenant, ticket: Ticket
+) -> dict[str, Any]:
+    """The conversation as staff see it (replies and internal notes), with authors and files."""
+    runtime = get_runtime(request)
+    thread = await comments.list_comments(session, viewer, ticket)
+    files = await attachments.list_attachments(session, viewer, ticket.id)
+    authors = {u.id: u for u in await accounts.get_users(session, [c.author_id for c in thread])}
+    links = {a.id: attachments.link_for(runtime, tenant, viewer.user.id, a.id)[0] for a in files}
+    by_comment: dict[uuid.UUID | None, list[Attachment]] = {}
+    for a in files:
+        by_comment.setdefault(a.comment_id, []).append(a)
+    return {
+        "comments": thread,
+        "authors": authors,
+        "files": files,
+        "files_by_comment": by_comment,
+        "links": links,
+    }
+
+
 async def _ticket_page(
     request: Request,
     session: AsyncSession,
@@ -493,24 +556,18 @@ async def _ticket_page(
     panel: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
-    runtime = get_runtime(request)
     cats = await categories.list_categories(session, include_inactive=True)
     by_id = {c.id: c for c in cats}
-    thread = await comments.list_comments(session, viewer, ticket)
-    files = await attachments.list_attachments(session, viewer, ticket.id)
+    conversation = await thread_context(request, session, viewer, tenant, ticket)
     found = await accounts.get_users(session, [ticket.requester_id])
     requester = found[0] if found else None
     entries = await history.ticket_history(session, viewer, ticket) if tab == "history" else []
-    refs = [c.author_id for c in thread] + [e.actor_id for e in entries if e.actor_id]
+    refs = [e.actor_id for e in entries if e.actor_id]
     for e in entries:
         for values in (e.old_values or {}, e.new_values or {}):
             if values.get("assignee_id"):
                 refs.append(uuid.UUID(str(values["assignee_id"])))
-    authors = {u.id: u for u in await accounts.get_users(session, refs)}
-    links = {a.id: attachments.link_for(runtime, tenant, viewer.user.id, a.id)[0] for a in files}
-    by_comment: dict[uuid.UUID | None, list[Attachment]] = {}
-    for a in files:
-        by_comment.setdefault(a.comment_id, []).append(a)
+    authors = conversation["authors"] | {u.id: u for u in await accounts.get_users(session, refs)}
     others = [
         t
         for t in await tickets.list_tickets(
@@ -533,11 +590,8 @@ async def _ticket_page(
         {
             **(panel or await _panel_context(session, viewer, tenant, ticket, cats)),
             "tab": tab,
-            "comments": thread,
+            **conversation,
             "authors": authors,
-            "files": files,
-            "files_by_comment": by_comment,
-            "links": links,
             "requester": requester,
             "others": others,
             "entries": _history_rows(entries, authors, by_id),

@@ -39,6 +39,7 @@ from servicedesk.web.forms import (
     parse,
     upload_rules,
 )
+from servicedesk.web.live_pages import parse_after
 from servicedesk.web.session import PageUser, is_htmx, redirect
 from servicedesk.web.templating import render
 
@@ -269,7 +270,8 @@ async def _conversation(
         "authors": authors,
         "files_by_comment": by_comment,
         "links": links,
-        "after": public[-1].created_at.isoformat() if public else "",
+        # Where the next poll starts: the last reply, or the ticket itself when none yet.
+        "after": (public[-1].created_at if public else ticket.submitted_at).isoformat(),
     }
 
 
@@ -380,11 +382,11 @@ async def ticket_updates(
     after: Annotated[str | None, Query(max_length=40)] = None,
     status: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    """Polled by the ticket page: new public comments and the status, as out-of-band swaps;
-    204 when nothing changed."""
+    """Polled by the ticket page, and fetched at once on a live event: new public comments and
+    the status, as out-of-band swaps; 204 when nothing changed. A malformed `after` is a 400."""
+    since = parse_after(after)
     viewer = Viewer.of(user, tenant)
     ticket = await _ticket(session, viewer, number)
-    since = _parse_after(after)
     updates = await _updates(request, session, viewer, tenant, ticket, after=since)
     if not updates["new_comments"] and status == ticket.status:
         return Response(status_code=204)

@@ -124,6 +124,8 @@ async def test_stale_edit_shows_the_change_and_reapplies(
 
     await sign_in(page, live_server, org.slug, ben["email"])
     await page.goto(url)
+    # Ben is working in the panel, so the live update leaves it alone (it offers a reload).
+    await page.focus("#p-status")
     context = await browser.new_context(viewport=DESKTOP)
     other = await context.new_page()
     try:
