@@ -8,7 +8,6 @@ organization is named by its subdomain or a `/t/{slug}/` path prefix, which link
 from __future__ import annotations
 
 from fastapi import FastAPI, Request, Response
-from fastapi.staticfiles import StaticFiles
 
 from servicedesk.web import (
     account_pages,
@@ -35,7 +34,7 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     app.mount(
         assets.STATIC_PREFIX,
-        StaticFiles(directory=assets.STATIC_DIR, check_dir=True),
+        assets.Static(directory=assets.STATIC_DIR, check_dir=True),
         name="static",
     )
     for router in (auth_pages.router, account_pages.router, portal.router):

@@ -669,7 +669,8 @@
     for (var i = 0; i < switches.length; i++) switches[i].hidden = false;
   }
   document.addEventListener("DOMContentLoaded", function () { reveal(document); });
-  document.addEventListener("htmx:afterSettle", function (event) { reveal(event.target); });
+  // Out-of-band swaps (a reply form coming back with the live fragments) settle other targets.
+  document.addEventListener("htmx:afterSettle", function () { reveal(document); });
 })();
 
 /* live updates ------------------------------------------------------------------------------------
