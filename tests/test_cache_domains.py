@@ -184,6 +184,8 @@ async def test_a_second_request_reads_no_user_row(desk: Desk, statements: Statem
     assert r.status_code == 200 and r.json()["id"] == str(desk.agent.user.id)
     assert _hits("users") >= before + 1
     assert statements.reading("users") == []
+    # The user built from the cached row is attached unchanged: nothing to write back.
+    assert not [s for s in statements.seen if s.lstrip().upper().startswith("UPDATE USERS")]
 
 
 async def test_routes_that_change_the_cached_user_still_work(desk: Desk) -> None:
