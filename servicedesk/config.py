@@ -146,6 +146,10 @@ class Settings(BaseSettings):
     live_max_connections: int = Field(20_000, ge=1, alias="SERVICEDESK_LIVE_MAX_CONNECTIONS")
     """WebSocket + SSE connections one process accepts."""
     tenant_cache_seconds: float = Field(60.0, alias="SERVICEDESK_TENANT_CACHE_SECONDS")
+    user_cache_seconds: float = Field(30.0, alias="SERVICEDESK_USER_CACHE_SECONDS")
+    """How long a process trusts its cached authorization facts of a user (docs/live.md)."""
+    category_cache_seconds: float = Field(300.0, alias="SERVICEDESK_CATEGORY_CACHE_SECONDS")
+    ticket_cache_seconds: float = Field(60.0, alias="SERVICEDESK_TICKET_CACHE_SECONDS")
     log_level: str = Field("INFO", alias="SERVICEDESK_LOG_LEVEL")
     log_json: bool = Field(True, alias="SERVICEDESK_LOG_JSON")
     run_migrations_on_start: bool = Field(True, alias="SERVICEDESK_MIGRATE_ON_START")

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import Select, case, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicedesk.core import cache
 from servicedesk.core.pagination import like_pattern
 from servicedesk.models import (
     Department,
@@ -21,6 +22,15 @@ from servicedesk.models import (
     RefreshToken,
     User,
 )
+
+
+def user_tag(user_id: uuid.UUID) -> str:
+    """The cache tag of a user's cached row (accounts.auth)."""
+    return f"user:{user_id}"
+
+
+# Every committed write of a user row drops its cached copy (the auth facts of each request).
+cache.tag_model(User, lambda u: (user_tag(u.id),))
 
 
 class UserRepository:
@@ -144,6 +154,8 @@ class UserRepository:
             .execution_options(synchronize_session=False)
         )
         row = result.one()
+        # The ORM does not see this UPDATE: drop the cached user row after the commit ourselves.
+        cache.invalidate_after_commit(self.session, (user_tag(user_id),))
         return row[0] if row[1] else None
 
 

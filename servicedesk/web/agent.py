@@ -27,7 +27,6 @@ from servicedesk.core.pagination import decode_cursor, encode_cursor
 from servicedesk.core.runtime import get_runtime
 from servicedesk.models import (
     Attachment,
-    Category,
     Priority,
     Role,
     SavedView,
@@ -41,7 +40,7 @@ from servicedesk.tickets import attachments, bulk, categories, comments, history
 from servicedesk.tickets import service as tickets
 from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters
-from servicedesk.tickets.schemas import CommentCreate, StatusChange, TicketUpdate
+from servicedesk.tickets.schemas import CategoryRead, CommentCreate, StatusChange, TicketUpdate
 from servicedesk.web import ticket_fields
 from servicedesk.web.forms import (
     FORM_ERROR,
@@ -424,7 +423,7 @@ SHOWN_CHANGES = {
 
 
 def _history_rows(
-    entries: list[Any], users: dict[uuid.UUID, User], cats: dict[uuid.UUID, Category]
+    entries: list[Any], users: dict[uuid.UUID, User], cats: dict[uuid.UUID, CategoryRead]
 ) -> list[dict[str, Any]]:
     """Audit entries as sentences: who did what, and the before → after of known fields."""
 
@@ -497,7 +496,7 @@ def _props(ticket: Ticket) -> dict[str, str]:
 
 
 async def _panel_context(
-    session: AsyncSession, viewer: Viewer, tenant: Tenant, ticket: Ticket, cats: list[Category]
+    session: AsyncSession, viewer: Viewer, tenant: Tenant, ticket: Ticket, cats: list[CategoryRead]
 ) -> dict[str, Any]:
     read = tickets.to_read(ticket, viewer, tenant)
     moves = [s for s in read.allowed_transitions if s != TicketStatus.REJECTED]
@@ -696,7 +695,7 @@ async def _apply(
     field: str,
     value: str,
     version: int,
-    cats: list[Category],
+    cats: list[CategoryRead],
 ) -> None:
     if field == "status":
         await tickets.change_status(

@@ -21,14 +21,14 @@ from servicedesk.accounts import service as accounts
 from servicedesk.core.errors import AppError, BadRequest, NotFound
 from servicedesk.core.pagination import decode_cursor, encode_cursor
 from servicedesk.core.runtime import get_runtime
-from servicedesk.models import Attachment, Category, Channel, Comment, Priority, Ticket
+from servicedesk.models import Attachment, Channel, Comment, Priority, Ticket
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
 from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import attachments, categories, comments, workflow
 from servicedesk.tickets import service as tickets
 from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.repository import TicketFilters
-from servicedesk.tickets.schemas import CommentCreate, StatusChange, TicketCreate
+from servicedesk.tickets.schemas import CategoryRead, CommentCreate, StatusChange, TicketCreate
 from servicedesk.web import ticket_fields
 from servicedesk.web.forms import (
     FORM_ERROR,
@@ -276,7 +276,7 @@ async def _conversation(
 
 
 def _ticket_context(
-    ticket: Ticket, viewer: Viewer, tenant: Tenant, cats: list[Category]
+    ticket: Ticket, viewer: Viewer, tenant: Tenant, cats: list[CategoryRead]
 ) -> dict[str, Any]:
     by_id = {c.id: c for c in cats}
     category = by_id.get(ticket.category_id)
