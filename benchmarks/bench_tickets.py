@@ -595,12 +595,6 @@ class Bench:
         self.embedded: Any = None
         if args.database_url:
             env["DATABASE_URL"] = args.database_url
-        elif args.workers > 1:
-            # `serve --workers` needs DATABASE_URL: run the data dir's embedded server here.
-            from servicedesk.core.embedded import EmbeddedPostgres
-
-            self.embedded = EmbeddedPostgres(self.pg_dir)
-            env["DATABASE_URL"] = self.embedded.start()
         self.server = Server(self.data_dir, env, workers=args.workers)
         self.users = Users()
         self.summary: dict[str, str] = {}
@@ -617,7 +611,7 @@ class Bench:
         )
         say(
             f"mode: `servicedesk serve`, embedded PostgreSQL 18, {self.args.workers} uvicorn "
-            f"process(es){' (DATABASE_URL = the data dir socket)' if self.embedded else ''}, "
+            f"process(es), "
             f"DB pool {os.environ.get('SERVICEDESK_DB_POOL_SIZE', '10')} + overflow, log WARNING"
         )
         load1, load5, _ = os.getloadavg()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -53,7 +54,9 @@ def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
-    workers: int = typer.Option(1, help="Worker processes (scaled mode with DATABASE_URL)."),
+    workers: int = typer.Option(
+        1, min=1, max=64, help="Worker processes (each runs the app; embedded or DATABASE_URL)."
+    ),
     demo: bool = typer.Option(False, help="Load the demo organization before serving."),
 ) -> None:
     """Start the web server (and the embedded PostgreSQL when no DATABASE_URL is set)."""
@@ -73,21 +76,17 @@ def serve(
 
             asyncio.run(load_demo(settings, url))
             print_credentials()
-        from servicedesk.app import create_app
-
-        application = create_app(settings, database_url=url)
-        if settings.runs_inprocess_worker:
-            from servicedesk.core.job_runner import attach_to_app
-
-            attach_to_app(application)  # dispatcher, worker and scheduler in this process
-        log.info(
-            "serving",
-            extra={
-                "url": f"http://{host}:{port}",
-                "startup_seconds": round(time.perf_counter() - started, 2),
-            },
-        )
-        if workers > 1 and settings.database_url:
+        if workers > 1:
+            # Several processes: each worker builds its own app from the environment
+            # (servicedesk.asgi). On the embedded default they reach this process's server
+            # through DATABASE_URL, and each runs the job system in-process unless
+            # SERVICEDESK_INPROCESS_WORKER says otherwise: the dispatcher, the workers and
+            # the scheduler are safe to run several times (docs/jobs.md).
+            if not settings.database_url:
+                os.environ["DATABASE_URL"] = url
+                if settings.inprocess_worker is None:
+                    os.environ["SERVICEDESK_INPROCESS_WORKER"] = "true"
+            _log_serving(host, port, started, workers)
             uvicorn.run(
                 "servicedesk.asgi:app",
                 host=host,
@@ -96,8 +95,27 @@ def serve(
                 log_config=None,
                 proxy_headers=True,
             )
-        else:
-            uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=True)
+            return
+        from servicedesk.app import create_app
+
+        application = create_app(settings, database_url=url)
+        if settings.runs_inprocess_worker:
+            from servicedesk.core.job_runner import attach_to_app
+
+            attach_to_app(application)  # dispatcher, worker and scheduler in this process
+        _log_serving(host, port, started, workers)
+        uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=True)
+
+
+def _log_serving(host: str, port: int, started: float, workers: int) -> None:
+    log.info(
+        "serving",
+        extra={
+            "url": f"http://{host}:{port}",
+            "workers": workers,
+            "startup_seconds": round(time.perf_counter() - started, 2),
+        },
+    )
 
 
 @app.command()

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     rate_login_account: str = Field("10/minute", alias="SERVICEDESK_RATE_LOGIN_ACCOUNT")
     rate_refresh_ip: str = Field("60/minute", alias="SERVICEDESK_RATE_REFRESH_IP")
     rate_register_ip: str = Field("10/hour", alias="SERVICEDESK_RATE_REGISTER_IP")
+    rate_preview_user: str = Field("60/minute", alias="SERVICEDESK_RATE_PREVIEW_USER")
 
     # File attachments: where bodies are stored, the upload limit, download link lifetime.
     storage_backend: Literal["local", "s3"] = Field("local", alias="SERVICEDESK_STORAGE_BACKEND")
@@ -122,6 +123,8 @@ class Settings(BaseSettings):
     """A worker silent this long is dead: its running jobs are retried elsewhere."""
     jobs_dispatch_batch: int = Field(200, ge=1, le=5000, alias="SERVICEDESK_JOBS_DISPATCH_BATCH")
     jobs_retention_days: int = Field(30, ge=1, alias="SERVICEDESK_JOBS_RETENTION_DAYS")
+    attachment_purge_days: int = Field(30, ge=0, le=3650, alias="SERVICEDESK_ATTACHMENT_PURGE_DAYS")
+    """Days a deleted attachment (or one of a deleted comment) keeps its stored file."""
     handler_modules: str | None = Field(None, alias="SERVICEDESK_HANDLER_MODULES")
     """Comma-separated modules with handlers, replacing the built-in list (see core/jobs.py)."""
     extra_handler_modules: str | None = Field(None, alias="SERVICEDESK_EXTRA_HANDLER_MODULES")
@@ -143,6 +146,10 @@ class Settings(BaseSettings):
     live_max_connections: int = Field(20_000, ge=1, alias="SERVICEDESK_LIVE_MAX_CONNECTIONS")
     """WebSocket + SSE connections one process accepts."""
     tenant_cache_seconds: float = Field(60.0, alias="SERVICEDESK_TENANT_CACHE_SECONDS")
+    user_cache_seconds: float = Field(30.0, alias="SERVICEDESK_USER_CACHE_SECONDS")
+    """How long a process trusts its cached authorization facts of a user (docs/live.md)."""
+    category_cache_seconds: float = Field(300.0, alias="SERVICEDESK_CATEGORY_CACHE_SECONDS")
+    ticket_cache_seconds: float = Field(60.0, alias="SERVICEDESK_TICKET_CACHE_SECONDS")
     log_level: str = Field("INFO", alias="SERVICEDESK_LOG_LEVEL")
     log_json: bool = Field(True, alias="SERVICEDESK_LOG_JSON")
     run_migrations_on_start: bool = Field(True, alias="SERVICEDESK_MIGRATE_ON_START")
@@ -155,7 +162,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a lowercase PostgreSQL role name")
         return value
 
-    @field_validator("rate_login_ip", "rate_login_account", "rate_refresh_ip", "rate_register_ip")
+    @field_validator(
+        "rate_login_ip",
+        "rate_login_account",
+        "rate_refresh_ip",
+        "rate_register_ip",
+        "rate_preview_user",
+    )
     @classmethod
     def _rate(cls, value: str) -> str:
         try:

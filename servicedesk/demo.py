@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+import struct
 import uuid
+import zlib
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,8 +22,10 @@ from servicedesk.models import Role, TicketStatus, UserStatus
 from servicedesk.tenancy import service as tenancy
 from servicedesk.tenancy.repository import OrganizationRepository
 from servicedesk.tenancy.schemas import OrganizationCreate
-from servicedesk.tickets import categories, comments
+from servicedesk.tenancy.service import Tenant
+from servicedesk.tickets import attachments, categories, comments
 from servicedesk.tickets import service as tickets
+from servicedesk.tickets.attachments import Upload
 from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.repository import TicketRepository
 from servicedesk.tickets.schemas import (
@@ -216,8 +220,9 @@ async def _ensure_tickets(session: AsyncSession, runtime: Runtime, org_id: uuid.
     users = UserRepository(session)
     if await TicketRepository(session).count_all() > 0:
         return
-    tenant = await tenancy.resolve(session, DEMO_ORG)
-    assert tenant is not None
+    org = await OrganizationRepository(session).get_by_slug(DEMO_ORG)
+    assert org is not None
+    tenant = Tenant.of(org)  # from the database, never the process's tenant cache
     for email, first, last, company_id in EXTRA_REQUESTERS:
         if not await users.email_taken(email):
             await accounts.do_create_user(
@@ -263,6 +268,8 @@ async def _ensure_tickets(session: AsyncSession, runtime: Runtime, org_id: uuid.
                 tags=rng.sample(["vip", "onboarding", "hardware", "follow-up", "urgent"], k=i % 3),
             ),
         )
+        if i % 4 == 1:
+            await _attach(session, runtime, Viewer(requester), tenant, ticket.id, i)
         staff = Viewer(agent)
         if status != TicketStatus.NEW:
             ticket = await tickets.update_ticket(
@@ -319,6 +326,87 @@ async def _ensure_tickets(session: AsyncSession, runtime: Runtime, org_id: uuid.
             if value is not None:
                 setattr(ticket, stamp, min(ticket.updated_at, value + shift + timedelta(hours=2)))
     await session.flush()
+
+
+def _png(width: int, height: int, seed: int) -> bytes:
+    """A small real PNG (a coloured gradient, like a cropped screenshot)."""
+    rows = b"".join(
+        b"\x00"
+        + bytes(
+            v
+            for x in range(width)
+            for v in ((x * 255 // width), (y * 255 // height), (seed * 37) % 256)
+        )
+        for y in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 9))
+        + chunk(b"IEND", b"")
+    )
+
+
+def _pdf(title: str) -> bytes:
+    """A one-page PDF with a line of text."""
+    text = title.replace("\\", "").replace("(", "").replace(")", "")
+    content = f"BT /F1 14 Tf 72 720 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
+    for offset in offsets:
+        out += f"{offset:010d} 00000 n \n".encode()
+    out += (
+        f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    )
+    return bytes(out)
+
+
+async def _attach(
+    session: AsyncSession,
+    runtime: Runtime,
+    viewer: Viewer,
+    tenant: Tenant,
+    ticket_id: uuid.UUID,
+    i: int,
+) -> None:
+    """A requester's file on some tickets: a screenshot, a PDF or a log, in turn."""
+    kind = (i // 4) % 3
+    if kind == 0:
+        upload = Upload(f"screenshot-{i:03d}.png", _png(160, 90, i))
+    elif kind == 1:
+        upload = Upload(f"quote-{i:03d}.pdf", _pdf(f"Acme demo document {i}"))
+    else:
+        log = "\n".join(
+            f"2026-11-{1 + n % 28:02d} 09:{n % 60:02d}:00 WARN vpn-client: handshake timeout "
+            f"(attempt {n + 1})"
+            for n in range(12)
+        )
+        upload = Upload(f"vpn-client-{i:03d}.log", log.encode())
+    inspected = await attachments.inspect_upload(
+        upload, max_bytes=runtime.settings.max_upload_bytes
+    )
+    await attachments.add_attachment(
+        session, viewer, tenant, runtime.storage, ticket_id, upload, inspected
+    )
 
 
 def print_credentials() -> None:

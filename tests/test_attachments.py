@@ -19,7 +19,7 @@ import uuid
 import zipfile
 import zlib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -815,6 +815,68 @@ async def test_delete_by_uploader_or_admin(
             ).all()
         )
     assert count == 2
+
+
+async def test_purge_deletes_files_of_long_deleted_attachments(
+    desk: Desk, ticket: dict[str, Any], files_dir: Path
+) -> None:
+    """The hourly purge removes the file and row of an attachment deleted more than
+    SERVICEDESK_ATTACHMENT_PURGE_DAYS ago (itself or with its comment), audits it, and leaves
+    recent deletions and live files alone."""
+    from servicedesk.core.clock import utc_now
+    from servicedesk.core.jobs import registry
+    from servicedesk.models import Comment
+    from servicedesk.tickets.handlers import purge_deleted_attachments
+
+    assert "tickets.purge_deleted_attachments" in registry.periodics
+    path = f"{TICKETS}/{ticket['id']}/attachments"
+    old = await uploaded(desk.client, desk.requester, ticket["id"], "old.png", png_bytes())
+    recent = await uploaded(desk.client, desk.requester, ticket["id"], "recent.pdf", PDF)
+    live = await uploaded(desk.client, desk.requester, ticket["id"], "live.png", png_bytes(3))
+    reply = await desk.comment(ticket, "The capture of the error dialog", desk.requester)
+    on_reply = await uploaded(
+        desk.client, desk.requester, ticket["id"], "cap.png", png_bytes(4), comment_id=reply["id"]
+    )
+    for item in (old, recent):
+        r = await desk.client.delete(f"{path}/{item['id']}", headers=desk.requester.headers)
+        assert r.status_code == 204, r.text
+    r = await desk.client.delete(
+        f"{TICKETS}/{ticket['id']}/comments/{reply['id']}", headers=desk.requester.headers
+    )
+    assert r.status_code == 204, r.text
+    keys = {
+        name: (await stored_row(desk.runtime, desk.org, item["id"])).storage_key
+        for name, item in (("old", old), ("recent", recent), ("live", live), ("cap", on_reply))
+    }
+    long_ago = utc_now() - timedelta(days=desk.runtime.settings.attachment_purge_days + 1)
+    async with desk.runtime.db.session() as session:
+        await session.execute(
+            update(Attachment)
+            .where(Attachment.id == uuid.UUID(old["id"]))
+            .values(deleted_at=long_ago)
+        )
+        await session.execute(
+            update(Comment).where(Comment.id == uuid.UUID(reply["id"])).values(deleted_at=long_ago)
+        )
+
+    await purge_deleted_attachments(desk.runtime, utc_now())
+
+    async with desk.runtime.db.tenant_session(desk.org.id) as session:
+        left = set(
+            (
+                await session.execute(
+                    select(Attachment.id).where(Attachment.ticket_id == uuid.UUID(ticket["id"]))
+                )
+            ).scalars()
+        )
+    assert left == {uuid.UUID(recent["id"]), uuid.UUID(live["id"])}
+    assert not (files_dir / keys["old"]).exists() and not (files_dir / keys["cap"]).exists()
+    assert (files_dir / keys["recent"]).exists() and (files_dir / keys["live"]).exists()
+    assert (await audit_actions(desk, old["id"]))[0] == "attachment.purged"
+    assert (await audit_actions(desk, on_reply["id"]))[0] == "attachment.purged"
+    # A second run finds nothing more to do.
+    await purge_deleted_attachments(desk.runtime, utc_now())
+    assert (files_dir / keys["recent"]).exists()
 
 
 # Names and headers (pure functions) --------------------------------------------------------

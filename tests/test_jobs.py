@@ -660,3 +660,43 @@ async def test_crash_sigkill_anywhere_delivers_every_email_exactly_once(
     assert sum(line.startswith("effect") for line in runs) == 9  # killed twice, run thrice
     assert sum(line.startswith("send") for line in runs) == 6  # killed once, run twice
     assert len(tickets) == 3
+
+
+async def test_maintenance_forgets_expired_idempotency_keys(
+    runtime: Runtime, org: Organization, make_user: Callable[..., Awaitable[Any]]
+) -> None:
+    """The hourly maintenance deletes Idempotency-Key records past their 24 h and keeps the
+    recent ones (a retried POST within the window must still find its first answer)."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from servicedesk.core.clock import utc_now
+    from servicedesk.core.idempotency import RETENTION
+    from servicedesk.core.job_runner import maintenance
+    from servicedesk.models.idempotency import IdempotencyRecord
+
+    user = await make_user(org, role=Role.AGENT)
+    async with runtime.db.session() as session:
+        for key, age in (("old-key", RETENTION + timedelta(minutes=5)), ("new-key", None)):
+            session.add(
+                IdempotencyRecord(
+                    organization_id=org.id,
+                    user_id=user.id,
+                    key=key,
+                    request_hash="0" * 64,
+                    status_code=201,
+                    response_body={},
+                    created_at=utc_now() - age if age else utc_now(),
+                )
+            )
+    await maintenance(runtime, utc_now())
+    async with runtime.db.session() as session:
+        keys = set(
+            (
+                await session.execute(
+                    select(IdempotencyRecord.key).where(IdempotencyRecord.user_id == user.id)
+                )
+            ).scalars()
+        )
+    assert keys == {"new-key"}

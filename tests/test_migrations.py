@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
@@ -35,11 +37,13 @@ def test_full_downgrade_and_upgrade_on_empty_database(server_url: str, worker_id
     migrate.upgrade(url)
 
 
-async def test_every_step_runs_on_a_populated_database(server_url: str, worker_id: str) -> None:
+async def test_every_step_runs_on_a_populated_database(
+    server_url: str, worker_id: str, tmp_path: Path
+) -> None:
     """Walk down and up one revision at a time with demo data present."""
     url = fresh_database(server_url, f"servicedesk_mig_full_{worker_id}")
     migrate.upgrade(url)
-    settings: Settings = test_settings()
+    settings: Settings = test_settings(SERVICEDESK_FILES_DIR=str(tmp_path / "files"))
     await load_demo(settings, url)
     revisions = list(ScriptDirectory.from_config(migrate.alembic_config(url)).walk_revisions())
     assert revisions, "no migrations found"

@@ -154,3 +154,25 @@ async def test_readyz_fails_when_database_is_gone() -> None:
     assert r.status_code == 503
     assert r.json()["code"] == "not_ready"
     await app.state.runtime.db.dispose()
+
+
+async def test_own_js_and_css_are_served_minified_and_cacheable(client: httpx.AsyncClient) -> None:
+    from servicedesk.web.assets import STATIC_DIR, static_url
+
+    for name, media in (("app.js", "text/javascript"), ("app.css", "text/css")):
+        source = (STATIC_DIR / name).read_bytes()
+        url = static_url(name)
+        assert "?v=" in url
+        r = await client.get(url)
+        assert r.status_code == 200 and r.headers["content-type"].startswith(media)
+        assert len(r.content) < 0.9 * len(source), "comments and whitespace are removed"
+        assert b"/*" not in r.content.replace(b"*/*", b"")
+        assert "immutable" in r.headers["cache-control"]
+        etag = r.headers["etag"]
+        again = await client.get(url, headers={"If-None-Match": etag})
+        assert again.status_code == 304 and not again.content
+        plain = await client.get(f"/static/{name}")
+        assert plain.headers["cache-control"] == "no-cache" and plain.content == r.content
+    vendor = await client.get("/static/favicon.svg?v=1")
+    assert vendor.status_code == 200 and "immutable" in vendor.headers["cache-control"]
+    assert (await client.get("/static/../config.py")).status_code == 404

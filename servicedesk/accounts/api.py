@@ -18,7 +18,6 @@ from servicedesk.accounts.auth import (
 )
 from servicedesk.accounts.repository import (
     DepartmentRepository,
-    LoginAttemptRepository,
     UserRepository,
 )
 from servicedesk.accounts.schemas import (
@@ -498,11 +497,8 @@ async def list_login_attempts(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Page[LoginAttemptRead]:
     before = decode_cursor(cursor, datetime, uuid.UUID) if cursor else None
-    rows = await LoginAttemptRepository(session).list(
-        email=email,
-        success=success,
-        before=before,
-        limit=limit + 1,
+    rows = await login.list_attempts(
+        session, email=email, success=success, before=before, limit=limit + 1
     )
     next_cursor = (
         encode_cursor(rows[limit - 1].created_at, rows[limit - 1].id) if len(rows) > limit else None

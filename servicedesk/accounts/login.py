@@ -335,10 +335,19 @@ async def logout(session: AsyncSession, refresh_token: str) -> bool:
 
 
 async def revoke_session(
-    session: AsyncSession, user: User, family_id: uuid.UUID, *, actor: Actor
+    session: AsyncSession,
+    user: User,
+    family_id: uuid.UUID,
+    *,
+    actor: Actor,
+    reason: str = "revoked",
 ) -> int:
+    """End one of the user's sessions; 0 when it is not theirs or already ended.
+
+    `reason` is `revoked` (the user ended it) or `revoked_by_admin`.
+    """
     count = await SessionRepository(session).revoke_family(
-        family_id, at=utc_now(), reason="revoked", user_id=user.id
+        family_id, at=utc_now(), reason=reason, user_id=user.id
     )
     if count:
         await audit.record(
@@ -348,7 +357,7 @@ async def revoke_session(
             action="session.revoked",
             table="refresh_tokens",
             record_id=family_id,
-            new={"revoked_reason": "revoked", "user_id": user.id},
+            new={"revoked_reason": reason, "user_id": user.id},
         )
     return count
 
@@ -373,3 +382,29 @@ async def list_sessions(session: AsyncSession, user: User) -> list[tuple[Refresh
     links = await repo.active_links(user.id, now=utc_now())
     starts = await repo.family_starts([link.family_id for link in links])
     return [(link, starts.get(link.family_id, link.issued_at)) for link in links]
+
+
+async def list_organization_sessions(
+    session: AsyncSession, organization_id: uuid.UUID, *, limit: int = 200
+) -> list[tuple[RefreshToken, datetime]]:
+    """Active sessions of everyone in the organization, last used first, with start times."""
+    repo = SessionRepository(session)
+    links = await repo.active_links_of_organization(organization_id, now=utc_now(), limit=limit)
+    starts = await repo.family_starts([link.family_id for link in links])
+    return [(link, starts.get(link.family_id, link.issued_at)) for link in links]
+
+
+async def list_attempts(
+    session: AsyncSession,
+    *,
+    email: str | None = None,
+    success: bool | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    before: tuple[datetime, uuid.UUID] | None = None,
+    limit: int = 50,
+) -> list[LoginAttempt]:
+    """The sign-in attempt log, newest first; `since` inclusive, `until` exclusive."""
+    return await LoginAttemptRepository(session).list(
+        email=email, success=success, since=since, until=until, before=before, limit=limit
+    )

@@ -13,6 +13,7 @@ from sqlalchemy import Select, Uuid, any_, case, func, literal, or_, select, tup
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from servicedesk.core import cache
 from servicedesk.core.pagination import like_pattern
 from servicedesk.models import (
     Department,
@@ -22,6 +23,15 @@ from servicedesk.models import (
     RefreshToken,
     User,
 )
+
+
+def user_tag(user_id: uuid.UUID) -> str:
+    """The cache tag of a user's cached row (accounts.auth)."""
+    return f"user:{user_id}"
+
+
+# Every committed write of a user row drops its cached copy (the auth facts of each request).
+cache.tag_model(User, lambda u: (user_tag(u.id),))
 
 
 class UserRepository:
@@ -157,6 +167,8 @@ class UserRepository:
             .execution_options(synchronize_session=False)
         )
         row = result.one()
+        # The ORM does not see this UPDATE: drop the cached user row after the commit ourselves.
+        cache.invalidate_after_commit(self.session, (user_tag(user_id),))
         return row[0] if row[1] else None
 
 
@@ -210,6 +222,23 @@ class SessionRepository:
                 RefreshToken.expires_at > now,
             )
             .order_by(RefreshToken.issued_at.desc())
+        )
+        return list(result.scalars())
+
+    async def active_links_of_organization(
+        self, organization_id: uuid.UUID, *, now: datetime, limit: int
+    ) -> list[RefreshToken]:
+        """The live link of every active session in the organization, last used first."""
+        result = await self.session.execute(
+            select(RefreshToken)
+            .where(
+                RefreshToken.organization_id == organization_id,
+                RefreshToken.revoked_at.is_(None),
+                RefreshToken.rotated_at.is_(None),
+                RefreshToken.expires_at > now,
+            )
+            .order_by(RefreshToken.issued_at.desc(), RefreshToken.id.desc())
+            .limit(limit)
         )
         return list(result.scalars())
 
@@ -292,12 +321,18 @@ class LoginAttemptRepository:
         success: bool | None,
         before: tuple[datetime, uuid.UUID] | None,
         limit: int,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[LoginAttempt]:
         query = select(LoginAttempt)
         if email:
             query = query.where(LoginAttempt.email == email.strip().lower())
         if success is not None:
             query = query.where(LoginAttempt.success.is_(success))
+        if since is not None:
+            query = query.where(LoginAttempt.created_at >= since)
+        if until is not None:
+            query = query.where(LoginAttempt.created_at < until)
         if before:
             query = query.where(tuple_(LoginAttempt.created_at, LoginAttempt.id) < tuple_(*before))
         query = query.order_by(LoginAttempt.created_at.desc(), LoginAttempt.id.desc()).limit(limit)

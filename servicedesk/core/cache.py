@@ -11,7 +11,15 @@ invalidations driven by domain events are applied by every process from the even
 *listeners* registered with `add_invalidation_listener`, which broadcast them. Receivers apply
 them with `apply_invalidation`, which does not broadcast again.
 
-Hit and miss counters are exported as `servicedesk_cache_{hits,misses}_total{cache, layer}`.
+Writes invalidate after their commit, by construction: models registered with `tag_model`
+name the tags a change of one of their rows makes stale; a session collects them at flush (and
+from `invalidate_after_commit` for writes the ORM does not see, such as bulk UPDATEs), and once
+COMMIT returned they are dropped from every cache of this process (synchronously, before the
+response goes out), from L2, and broadcast to the other processes. A rolled back transaction
+invalidates nothing.
+
+Hit and miss counters are exported as `servicedesk_cache_{hits,misses}_total{cache, layer}`,
+the number of entries as `servicedesk_cache_entries{cache}`.
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Generic, Protocol, TypeVar
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
+from sqlalchemy import event
+from sqlalchemy.orm import Session, UOWTransaction
 
 V = TypeVar("V")
 
@@ -32,6 +42,7 @@ log = logging.getLogger("servicedesk.cache")
 CACHE_HITS = Counter("servicedesk_cache_hits_total", "Cache hits", ["cache", "layer"])
 CACHE_MISSES = Counter("servicedesk_cache_misses_total", "Cache misses", ["cache", "layer"])
 CACHE_ERRORS = Counter("servicedesk_cache_l2_errors_total", "L2 (Redis) cache errors", ["cache"])
+CACHE_ENTRIES = Gauge("servicedesk_cache_entries", "Entries in the L1 cache", ["cache"])
 
 L1 = "l1"
 L2 = "l2"
@@ -57,8 +68,9 @@ class L2Store(Protocol):
     async def delete_tags(self, tags: Iterable[str]) -> None: ...
 
 
-InvalidationListener = Callable[[str, tuple[str, ...], tuple[str, ...]], None]
-"""Called with (cache name, keys, tags) for every invalidation made in this process."""
+InvalidationListener = Callable[[str | None, tuple[str, ...], tuple[str, ...]], None]
+"""Called with (cache name, keys, tags) for every invalidation made in this process; a name of
+None means the tags of every cache."""
 
 _caches: dict[str, TTLCache[Any]] = {}
 _listeners: list[InvalidationListener] = []
@@ -80,6 +92,11 @@ def _bump(tags: Iterable[str]) -> None:
         _tag_generations.move_to_end(tag)
     while len(_tag_generations) > _TAG_GENERATIONS_KEPT:
         _tag_generations.popitem(last=False)
+
+
+def generation() -> int:
+    """The invalidation counter: see `TTLCache.set_unless_invalidated`."""
+    return _generation
 
 
 def _invalidated_since(generation: int, tags: Iterable[str]) -> bool:
@@ -122,6 +139,7 @@ class TTLCache(Generic[V]):
         self._data: dict[str, tuple[float, V]] = {}
         self._tags: dict[str, set[str]] = defaultdict(set)
         _caches[name] = self
+        CACHE_ENTRIES.labels(name).set_function(lambda: len(self._data))
 
     # L1 -----------------------------------------------------------------------------------
 
@@ -142,6 +160,19 @@ class TTLCache(Generic[V]):
         self._data[key] = (time.monotonic() + self.ttl, value)
         for tag in tags:
             self._tags[tag].add(key)
+
+    def set_unless_invalidated(
+        self, key: str, value: V, *, since: int, tags: tuple[str, ...] = ()
+    ) -> bool:
+        """Store `value` unless one of `tags` was invalidated after `generation()` was `since`.
+
+        For values read before their tags are known (a ticket looked up by number): take
+        `generation()` before the read, and store through this afterwards.
+        """
+        if _invalidated_since(since, tags):
+            return False
+        self.set(key, value, tags=tags)
+        return True
 
     def __len__(self) -> int:
         return len(self._data)
@@ -292,7 +323,7 @@ def remove_invalidation_listener(listener: InvalidationListener) -> None:
         _listeners.remove(listener)
 
 
-def _notify(name: str, keys: tuple[str, ...], tags: tuple[str, ...]) -> None:
+def _notify(name: str | None, keys: tuple[str, ...], tags: tuple[str, ...]) -> None:
     for listener in list(_listeners):
         try:
             listener(name, keys, tags)
@@ -333,6 +364,82 @@ def invalidate_tags(tags: Iterable[str], *, l2: bool) -> None:
 def caches() -> dict[str, TTLCache[Any]]:
     """The caches created in this process, by name."""
     return dict(_caches)
+
+
+def invalidate_everywhere(tags: Iterable[str]) -> None:
+    """Drop `tags` from every cache here and in L2 at once, and tell the other processes."""
+    tags = tuple(dict.fromkeys(tags))
+    if not tags:
+        return
+    invalidate_tags(tags, l2=True)
+    _notify(None, (), tags)
+
+
+# Invalidation after commit ------------------------------------------------------------------
+
+ModelTags = Callable[[Any], Iterable[str]]
+_model_tags: dict[type, ModelTags] = {}
+_PENDING_TAGS = "servicedesk_cache_tags"
+
+
+def tag_model(model: type, tags: ModelTags) -> None:
+    """Every committed insert, update or delete of a `model` row invalidates `tags(row)`."""
+    _model_tags[model] = tags
+
+
+def invalidate_after_commit(session: Any, tags: Iterable[str]) -> None:
+    """Invalidate `tags` once the session's transaction commits (nothing if it rolls back).
+
+    For changes the flush does not see: Core or bulk UPDATE/DELETE statements. `session` is a
+    `Session` or an `AsyncSession` (both share `info`).
+    """
+    pending: set[str] = session.info.setdefault(_PENDING_TAGS, set())
+    pending.update(tags)
+
+
+def writes_pending(session: Any) -> bool:
+    """True when the session's transaction has changed (or is about to flush) cached rows.
+
+    Such a transaction must neither read cached values (they predate its own change) nor store
+    what it reads (it may roll back): domain caches load directly instead.
+    """
+    if session.info.get(_PENDING_TAGS):
+        return True
+    return any(type(obj) in _model_tags for obj in (*session.new, *session.dirty, *session.deleted))
+
+
+def _collect(session: Session, flush_context: UOWTransaction) -> None:
+    if not _model_tags:
+        return
+    found: list[str] = []
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        tags = _model_tags.get(type(obj))
+        if tags is not None:
+            found.extend(tags(obj))
+    if found:
+        invalidate_after_commit(session, found)
+
+
+def _after_commit(session: Session) -> None:
+    tags: set[str] = session.info.pop(_PENDING_TAGS, set())
+    if not tags:
+        return
+    try:
+        invalidate_everywhere(sorted(tags))
+    except Exception:  # the commit happened; never turn it into an error
+        log.exception("cache: invalidation after commit failed")
+
+
+def _after_rollback(session: Session) -> None:
+    # A rolled back savepoint keeps the outer transaction's tags; invalidating a few extra is
+    # harmless, missing one is not.
+    if not session.in_transaction():
+        session.info.pop(_PENDING_TAGS, None)
+
+
+event.listen(Session, "after_flush", _collect)
+event.listen(Session, "after_commit", _after_commit)
+event.listen(Session, "after_rollback", _after_rollback)
 
 
 # Redis --------------------------------------------------------------------------------------

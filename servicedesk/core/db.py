@@ -26,6 +26,13 @@ _BIND_TENANT = text(
     "SELECT set_config('role', :role, true), set_config('app.organization_id', :org, true)"
 )
 _BIND_TENANT_NO_ROLE = text("SELECT set_config('app.organization_id', :org, true)")
+_TENANT = "organization_id"
+
+
+def tenant_of(session: AsyncSession) -> uuid.UUID | None:
+    """The organization the session's transaction is bound to, or None (a system session)."""
+    bound: uuid.UUID | None = session.info.get(_TENANT)
+    return bound
 
 
 def to_driver_url(url: str | URL, driver: str) -> URL:
@@ -50,7 +57,12 @@ class Database:
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
     async def bind_tenant(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
-        """Scope the session's current transaction to one organization (RLS)."""
+        """Scope the session's current transaction to one organization (RLS).
+
+        The organization is also noted in `session.info["organization_id"]` (`tenant_of`), so
+        that per-organization caches can key by it without threading it through every call.
+        """
+        session.info[_TENANT] = organization_id
         if self.app_role:
             await session.execute(
                 _BIND_TENANT, {"role": self.app_role, "org": str(organization_id)}

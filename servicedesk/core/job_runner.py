@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.types import ASGIApp
 
 from servicedesk.config import Settings
+from servicedesk.core import idempotency
 from servicedesk.core import jobs as contract
 from servicedesk.core.events import envelope
 from servicedesk.core.jobs import (
@@ -597,7 +598,8 @@ class JobSystem:
 
 @contract.periodic("jobs.maintenance", cron="17 * * * *")
 async def maintenance(runtime: Runtime, run_at: datetime) -> None:
-    """Hourly: forget handled events, dispatched outbox rows and finished jobs past retention.
+    """Hourly: forget handled events, dispatched outbox rows and finished jobs past retention,
+    and expired Idempotency-Key records (core/idempotency.py).
 
     Failed jobs stay until replayed or discarded.
     """
@@ -619,9 +621,11 @@ async def maintenance(runtime: Runtime, run_at: datetime) -> None:
             ),
             {"cutoff": cutoff},
         )
+        keys = await idempotency.purge_expired(session)
     log.info(
         "jobs maintenance",
         extra={
+            "idempotency_keys_deleted": keys,
             "handled_events_deleted": getattr(handled, "rowcount", None),
             "outbox_deleted": getattr(outbox, "rowcount", None),
             "jobs_deleted": getattr(jobs, "rowcount", None),

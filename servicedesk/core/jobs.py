@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 HANDLER_MODULES: list[str] = [
     "servicedesk.notifications.handlers",
+    "servicedesk.tickets.handlers",
     "servicedesk.live.handlers",
 ]
 """Modules whose import registers handlers; missing ones are skipped (not written yet)."""

@@ -183,6 +183,19 @@ async def _audit(session: AsyncSession, row: Any, actor: Actor, action: str) -> 
     )
 
 
+async def status_counts(session: AsyncSession, *, organization_id: uuid.UUID) -> dict[str, int]:
+    """How many of the organization's jobs are in each state (todo, doing, failed, …)."""
+    rows = await session.execute(
+        text(
+            "SELECT j.status::text AS status, count(*) AS n "
+            "FROM procrastinate.procrastinate_jobs j "
+            "WHERE j.args->>'organization_id' = CAST(:org AS text) GROUP BY 1"
+        ),
+        {"org": str(organization_id)},
+    )
+    return {row.status: row.n for row in rows}
+
+
 async def stats(session: AsyncSession) -> JobStats:
     """Queue depth by queue and status, and the outbox backlog (platform operator)."""
     pending = (

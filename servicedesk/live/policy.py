@@ -119,7 +119,7 @@ class LiveEvent:
         ).as_ticket()
 
     def cache_tags(self) -> list[str]:
-        """Cache tags this event makes stale (read path: `ticket:{id}`, `user:{id}`)."""
+        """Cache tags this event makes stale: `ticket:{id}`, `user:{id}`, `categories:{org}`."""
         tags = []
         if self.ticket_id is not None:
             tags.append(f"ticket:{self.ticket_id}")
@@ -127,6 +127,8 @@ class LiveEvent:
             tags.append(f"user:{self.user_id}")
         if self.event_type.startswith("organization."):
             tags.append(f"org:{self.organization_id}")
+        if self.event_type.startswith("category."):
+            tags.append(f"categories:{self.organization_id}")
         return tags
 
     def changes_audience(self) -> bool:

@@ -512,9 +512,15 @@ class LiveService:
                 message.get("cache"), message.get("keys") or (), message.get("tags") or ()
             )
 
-    def _on_invalidation(self, name: str, keys: tuple[str, ...], tags: tuple[str, ...]) -> None:
+    def _on_invalidation(
+        self, name: str | None, keys: tuple[str, ...], tags: tuple[str, ...]
+    ) -> None:
         message = {"op": "invalidate", "cache": name, "keys": list(keys), "tags": list(tags)}
         self._publish_control(message)
+        if name is None:
+            # Tags of every cache come from `invalidate_everywhere`, called after the commit:
+            # nothing older can be reloaded after it, so there is nothing to repeat.
+            return
 
         def again() -> None:
             target = cache.caches().get(name)

@@ -18,7 +18,7 @@ from servicedesk.core.errors import BadRequest
 from servicedesk.core.pagination import decode_cursor, encode_cursor
 from servicedesk.models import Channel, Priority, Role, TicketStatus
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
-from servicedesk.tickets import categories, comments, history, service, views
+from servicedesk.tickets import categories, comments, history, reads, service, views
 from servicedesk.tickets.auth import CurrentViewer
 from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters
 from servicedesk.tickets.schemas import (
@@ -66,10 +66,9 @@ def _with_etag(read: TicketRead, status_code: int = 200) -> JSONResponse:
 async def list_categories(
     user: CurrentUser, session: TenantSession, include_inactive: bool = False
 ) -> list[CategoryRead]:
-    rows = await categories.list_categories(
+    return await categories.list_categories(
         session, include_inactive=include_inactive and user.role == Role.ADMIN
     )
-    return [CategoryRead.model_validate(c) for c in rows]
 
 
 @categories_router.post(
@@ -293,16 +292,14 @@ async def get_ticket_by_number(
 ) -> Response:
     if len(number) > 20:
         raise BadRequest("Ticket numbers look like TKT2026000123.", code="invalid_number")
-    ticket = await service.access_ticket_by_number(session, viewer, number)
-    return _with_etag(service.to_read(ticket, viewer, tenant))
+    return _with_etag(await reads.read_ticket_by_number(session, viewer, tenant, number))
 
 
 @router.get("/{ticket_id}", response_model=TicketRead, summary="A ticket (ETag = its version)")
 async def get_ticket(
     ticket_id: uuid.UUID, viewer: CurrentViewer, tenant: CurrentTenant, session: TenantSession
 ) -> Response:
-    ticket = await service.access_ticket(session, viewer, ticket_id)
-    return _with_etag(service.to_read(ticket, viewer, tenant))
+    return _with_etag(await reads.read_ticket(session, viewer, tenant, ticket_id))
 
 
 @router.patch(

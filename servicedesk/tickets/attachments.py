@@ -32,6 +32,7 @@ from starlette.types import Message, Receive
 
 from servicedesk.audit import service as audit
 from servicedesk.core import events, filetypes, storage
+from servicedesk.core.actor import SYSTEM
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from servicedesk.core.runtime import Runtime
@@ -475,3 +476,42 @@ async def access_download(
     if not _visible(viewer, attachment):
         raise AttachmentNotFound()
     return attachment
+
+
+# Purge --------------------------------------------------------------------------------------
+
+PURGE_BATCH = 200
+
+
+async def purge_deleted(
+    session: AsyncSession, store: Storage, *, older_than: datetime, limit: int = PURGE_BATCH
+) -> int:
+    """Remove the stored files (and rows) of attachments deleted before `older_than`: deleted
+    themselves, or belonging to a deleted comment. Runs in a system session (all
+    organizations); each removal is audited as `attachment.purged` by the system.
+
+    The file goes first, then the row, in the caller's transaction: if the transaction fails,
+    the rows stay (still deleted, never served) and the next run deletes their files again,
+    which is a no-op for a file already gone.
+    """
+    candidates = await AttachmentRepository(session).deleted_before(older_than, limit=limit)
+    for attachment in candidates:
+        await store.delete(attachment.storage_key)
+        await audit.record(
+            session,
+            organization_id=attachment.organization_id,
+            actor=SYSTEM,
+            action="attachment.purged",
+            table="attachments",
+            record_id=attachment.id,
+            old={
+                "filename": attachment.filename,
+                "sha256": attachment.sha256,
+                "size": attachment.size,
+                "ticket_id": attachment.ticket_id,
+                "deleted_at": attachment.deleted_at,
+            },
+        )
+        await session.delete(attachment)
+    await session.flush()
+    return len(candidates)

@@ -7,8 +7,9 @@ assigned to them; admins and managers see all. Internal notes are for staff only
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends
 from sqlalchemy import ColumnElement, false, or_, true
@@ -17,6 +18,20 @@ from servicedesk.accounts.auth import CurrentUser
 from servicedesk.models import Role, Ticket, User
 from servicedesk.tenancy.deps import CurrentTenant
 from servicedesk.tenancy.service import Tenant
+
+
+class Audience(Protocol):
+    """What visibility depends on: a `Ticket`, or a cached `TicketRead` of one."""
+
+    @property
+    def requester_id(self) -> uuid.UUID | None: ...
+
+    @property
+    def assignee_id(self) -> uuid.UUID | None: ...
+
+    @property
+    def department_id(self) -> uuid.UUID | None: ...
+
 
 STAFF = frozenset({Role.AGENT, Role.ADMIN, Role.MANAGER})
 WORKERS = frozenset({Role.AGENT, Role.ADMIN})
@@ -61,7 +76,7 @@ class Viewer:
             return true()
         return false()
 
-    def can_see(self, ticket: Ticket) -> bool:
+    def can_see(self, ticket: Audience) -> bool:
         user = self.user
         if user.role == Role.REQUESTER:
             return ticket.requester_id == user.id

@@ -27,13 +27,13 @@ from servicedesk.audit import service as audit
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import Forbidden, NotFound, PayloadTooLarge, Unprocessable
 from servicedesk.core.text import plain, render_markdown, strip_control
-from servicedesk.models import Category, Channel, Priority, Role, Ticket, TicketStatus, User
+from servicedesk.models import Channel, Priority, Role, Ticket, TicketStatus, User
 from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import categories, numbering, service, workflow
 from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.fields import FieldDefinition, FieldType, validate_values
 from servicedesk.tickets.repository import TicketRepository
-from servicedesk.tickets.schemas import Strict, Tag, TicketSummary, clean_tags
+from servicedesk.tickets.schemas import CategoryRead, Strict, Tag, TicketSummary, clean_tags
 
 MAX_BULK_TICKETS = 500
 MAX_TAGS = 20  # as TicketCreate / TicketUpdate
@@ -448,7 +448,7 @@ class _Form:
 
 @dataclass
 class _Lookups:
-    categories: dict[str, Category]
+    categories: dict[str, CategoryRead]
     requesters: dict[str, User]
     """Active users by lower-cased email."""
     assignees: dict[str, User]
@@ -607,7 +607,7 @@ class _RowChecker:
 
     def _category(
         self, name: str, sub_name: str, bad: Report
-    ) -> tuple[Category | None, Category | None]:
+    ) -> tuple[CategoryRead | None, CategoryRead | None]:
         name, sub_name = plain(name), plain(sub_name)
         if not name:
             bad("category", "is required")
@@ -628,7 +628,7 @@ class _RowChecker:
         return category, sub
 
     def _custom_fields(
-        self, category: Category, sub: Category | None, cell: dict[str, str], bad: Report
+        self, category: CategoryRead, sub: CategoryRead | None, cell: dict[str, str], bad: Report
     ) -> dict[str, Any]:
         key = (category.id, sub.id if sub else None)
         form = self.lookups.forms.get(key)

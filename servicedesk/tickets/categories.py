@@ -1,5 +1,12 @@
 """Category rules: names, one level of sub-categories, default priority and department, and the
-definitions of their own fields."""
+definitions of their own fields.
+
+Every queue and ticket page lists the organization's categories, so the list is cached per
+organization (`categories`, L1) as immutable `CategoryRead` values; each caller gets its own
+copies. Any committed write of a category drops the organization's entry in this process before
+the response goes out (`cache.tag_model`), and in the others through the broadcast and the
+`category.*` events (docs/live.md#the-cache).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +17,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.accounts import service as accounts
 from servicedesk.audit import service as audit
+from servicedesk.core import cache, events
 from servicedesk.core.actor import Actor
+from servicedesk.core.db import tenant_of
 from servicedesk.core.errors import Conflict, NotFound, Unprocessable
 from servicedesk.models import Category
 from servicedesk.tickets.fields import check_definitions
 from servicedesk.tickets.repository import CategoryRepository
-from servicedesk.tickets.schemas import CategoryCreate, CategoryUpdate
+from servicedesk.tickets.schemas import CategoryCreate, CategoryRead, CategoryUpdate
+
+category_cache: cache.TTLCache[tuple[CategoryRead, ...]] = cache.TTLCache(
+    "categories", ttl_seconds=300.0
+)
+"""Every category of an organization (inactive ones included), keyed by organization id."""
+
+
+def categories_tag(organization_id: uuid.UUID) -> str:
+    return f"categories:{organization_id}"
+
+
+cache.tag_model(Category, lambda c: (categories_tag(c.organization_id),))
 
 
 def _snapshot(c: Category) -> dict[str, Any]:
@@ -50,8 +71,43 @@ async def usable(session: AsyncSession, category_id: uuid.UUID, *, field: str) -
     return category
 
 
-async def list_categories(session: AsyncSession, *, include_inactive: bool) -> list[Category]:
-    return await CategoryRepository(session).list(include_inactive=include_inactive)
+async def list_categories(session: AsyncSession, *, include_inactive: bool) -> list[CategoryRead]:
+    """The categories of the bound organization, ordered for display (cached per organization).
+
+    A transaction that has changed categories itself reads them from the database, and does not
+    cache what it reads: it may still roll back.
+    """
+    organization_id = tenant_of(session)
+
+    async def load() -> tuple[CategoryRead, ...]:
+        rows = await CategoryRepository(session).list(include_inactive=True)
+        return tuple(CategoryRead.model_validate(c) for c in rows)
+
+    if organization_id is None or cache.writes_pending(session):
+        every = await load()
+    else:
+        every = (
+            await category_cache.get_or_load(
+                str(organization_id), load, tags=(categories_tag(organization_id),)
+            )
+            or ()
+        )
+    return [c.model_copy(deep=True) for c in every if include_inactive or c.is_active]
+
+
+def _emit(session: AsyncSession, category: Category, event_type: str, actor: Actor) -> None:
+    events.emit(
+        session,
+        organization_id=category.organization_id,
+        event_type=event_type,
+        actor=actor,
+        payload={
+            "category_id": category.id,
+            "name": category.name,
+            "parent_id": category.parent_id,
+            "is_active": category.is_active,
+        },
+    )
 
 
 async def create_category(
@@ -92,6 +148,7 @@ async def create_category(
         record_id=category.id,
         new=_snapshot(category),
     )
+    _emit(session, category, "category.created", actor)
     return category
 
 
@@ -129,4 +186,5 @@ async def update_category(
             old=old,
             new=new,
         )
+        _emit(session, category, "category.updated", actor)
     return category

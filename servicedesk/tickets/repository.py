@@ -350,6 +350,24 @@ class AttachmentRepository:
             query = query.where(Attachment.is_internal.is_(False))
         return query
 
+    async def deleted_before(self, cutoff: datetime, *, limit: int) -> builtins.list[Attachment]:
+        """Attachments deleted (themselves or with their comment) before `cutoff`, oldest
+        first, locked so that two purges never take the same rows."""
+        query = (
+            select(Attachment)
+            .outerjoin(Comment, Comment.id == Attachment.comment_id)
+            .where(
+                or_(
+                    Attachment.deleted_at < cutoff,
+                    and_(Attachment.comment_id.is_not(None), Comment.deleted_at < cutoff),
+                )
+            )
+            .order_by(Attachment.created_at, Attachment.id)
+            .limit(limit)
+            .with_for_update(of=Attachment, skip_locked=True)
+        )
+        return list((await self.session.execute(query)).scalars())
+
     async def list(
         self, ticket_id: uuid.UUID, *, include_internal: bool
     ) -> builtins.list[Attachment]:

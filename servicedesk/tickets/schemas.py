@@ -63,7 +63,9 @@ class CategoryUpdate(Strict):
 
 
 class CategoryRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    """A category as the API shows it; frozen, since cached lists hand out copies of these."""
+
+    model_config = ConfigDict(from_attributes=True, frozen=True)
 
     id: uuid.UUID
     name: str

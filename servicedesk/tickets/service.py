@@ -14,12 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from servicedesk.accounts import service as accounts
 from servicedesk.audit import service as audit
-from servicedesk.core import events
+from servicedesk.core import cache, events
 from servicedesk.core.actor import Actor
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from servicedesk.core.text import plain, render_markdown, strip_control
-from servicedesk.models import Category, Priority, Role, Ticket, TicketStatus
+from servicedesk.models import Attachment, Category, Comment, Priority, Role, Ticket, TicketStatus
 from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import categories, numbering, workflow
 from servicedesk.tickets.auth import Viewer
@@ -41,6 +41,17 @@ AUDITED_FIELDS = (
     "custom_fields",
     "rejection_reason",
 )
+
+
+def ticket_tag(ticket_id: uuid.UUID) -> str:
+    """The cache tag of everything read from one ticket (tickets.reads)."""
+    return f"ticket:{ticket_id}"
+
+
+# A committed write of a ticket, or of one of its comments or files, makes its reads stale.
+cache.tag_model(Ticket, lambda t: (ticket_tag(t.id),))
+cache.tag_model(Comment, lambda c: (ticket_tag(c.ticket_id),))
+cache.tag_model(Attachment, lambda a: (ticket_tag(a.ticket_id),))
 
 
 class TicketVersionConflict(Conflict):
@@ -133,7 +144,8 @@ def reopen_window(tenant: Tenant) -> timedelta:
     return timedelta(days=int(tenant.settings.get("reopen_window_days", 7)))
 
 
-def to_read(ticket: Ticket, viewer: Viewer, tenant: Tenant) -> TicketRead:
+def stored_read(ticket: Ticket) -> TicketRead:
+    """The ticket as the API shows it to anyone who may see it (no per-viewer fields)."""
     read = TicketRead.model_validate(ticket)
     if ticket.first_response_at:
         read.response_seconds = int(
@@ -141,17 +153,26 @@ def to_read(ticket: Ticket, viewer: Viewer, tenant: Tenant) -> TicketRead:
         )
     if ticket.resolved_at:
         read.resolution_seconds = int((ticket.resolved_at - ticket.submitted_at).total_seconds())
-    read.allowed_transitions = sorted(
+    return read
+
+
+def for_viewer(read: TicketRead, viewer: Viewer, tenant: Tenant) -> TicketRead:
+    """A copy of `read` with the fields that depend on who asks (the moves they may make)."""
+    allowed = sorted(
         workflow.allowed_moves(
             role=viewer.user.role,
-            is_requester=ticket.requester_id == viewer.user.id,
-            current=TicketStatus(ticket.status),
-            resolved_at=ticket.resolved_at,
+            is_requester=read.requester_id == viewer.user.id,
+            current=TicketStatus(read.status),
+            resolved_at=read.resolved_at,
             reopen_window=reopen_window(tenant),
             now=utc_now(),
         )
     )
-    return read
+    return read.model_copy(update={"allowed_transitions": allowed}, deep=True)
+
+
+def to_read(ticket: Ticket, viewer: Viewer, tenant: Tenant) -> TicketRead:
+    return for_viewer(stored_read(ticket), viewer, tenant)
 
 
 async def access_ticket(

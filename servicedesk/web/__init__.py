@@ -8,17 +8,19 @@ organization is named by its subdomain or a `/t/{slug}/` path prefix, which link
 from __future__ import annotations
 
 from fastapi import FastAPI, Request, Response
-from fastapi.staticfiles import StaticFiles
 
 from servicedesk.web import (
     account_pages,
     admin,
     admin_categories,
+    admin_ops,
     agent,
     assets,
     auth_pages,
+    live_pages,
     notifications_pages,
     portal,
+    preview,
 )
 from servicedesk.web.errors import render_error_page
 from servicedesk.web.session import LoginRequired, login_redirect
@@ -33,13 +35,15 @@ async def _login_required(request: Request, exc: Exception) -> Response:
 def install(app: FastAPI) -> None:
     app.mount(
         assets.STATIC_PREFIX,
-        StaticFiles(directory=assets.STATIC_DIR, check_dir=True),
+        assets.Static(directory=assets.STATIC_DIR, check_dir=True),
         name="static",
     )
     for router in (auth_pages.router, account_pages.router, portal.router):
         app.include_router(router)
-    for router in (admin.router, admin_categories.router):
+    for router in (admin.router, admin_categories.router, admin_ops.router):
         app.include_router(router)
+    app.include_router(live_pages.router)
     app.include_router(agent.router)
     app.include_router(notifications_pages.router)
+    app.include_router(preview.router)
     app.add_exception_handler(LoginRequired, _login_required)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -24,18 +25,27 @@ from servicedesk.accounts import service as accounts
 from servicedesk.core.errors import AppError, BadRequest, Forbidden, NotFound
 from servicedesk.core.pagination import decode_cursor, encode_cursor
 from servicedesk.core.runtime import get_runtime
-from servicedesk.models import Attachment, Category, Priority, Role, Ticket, TicketStatus, User
+from servicedesk.models import (
+    Attachment,
+    Priority,
+    Role,
+    SavedView,
+    Ticket,
+    TicketStatus,
+    User,
+)
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
 from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import attachments, bulk, categories, comments, history, views, workflow
 from servicedesk.tickets import service as tickets
 from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters
-from servicedesk.tickets.schemas import CommentCreate, StatusChange, TicketUpdate
+from servicedesk.tickets.schemas import CategoryRead, CommentCreate, StatusChange, TicketUpdate
 from servicedesk.web import ticket_fields
 from servicedesk.web.forms import (
     FORM_ERROR,
     FieldErrors,
+    PostedForm,
     UserForm,
     app_errors,
     inspect_files,
@@ -69,6 +79,7 @@ NOTICES = {
     "replied": "Your reply has been sent to the requester.",
     "noted": "Internal note added. Only staff can see it.",
     "assigned": "The ticket is assigned to you.",
+    "rejected": "The ticket is rejected. The requester sees your reason on their ticket.",
 }
 
 
@@ -108,10 +119,23 @@ def _one_of(value: str | None, allowed: set[str]) -> str:
     return value if value in allowed else ""
 
 
+def _single(values: list[str] | None) -> str | None:
+    return values[0] if values and len(values) == 1 else None
+
+
 async def _staff_users(session: AsyncSession) -> list[User]:
     people = await accounts.list_active_users(session, role=Role.AGENT)
     people += await accounts.list_active_users(session, role=Role.ADMIN)
     return sorted(people, key=lambda u: u.full_name.lower())
+
+
+Tab = Annotated[str, Query(max_length=60)]
+StatusQ = Annotated[str | None, Query(max_length=20)]
+PriorityQ = Annotated[str | None, Query(max_length=20)]
+CategoryQ = Annotated[str | None, Query(max_length=40)]
+AssigneeQ = Annotated[str | None, Query(max_length=40)]
+SortQ = Annotated[str, Query(pattern="^(updated|submitted|priority)$")]
+SearchQ = Annotated[str | None, Query(max_length=200)]
 
 
 @router.get("")
@@ -120,17 +144,52 @@ async def queue(
     tenant: CurrentTenant,
     session: TenantSession,
     user: PageUser,
-    tab: Annotated[str, Query(max_length=60)] = "mine",
-    status: Annotated[str | None, Query(max_length=20)] = None,
-    priority: Annotated[str | None, Query(max_length=20)] = None,
-    category: Annotated[str | None, Query(max_length=40)] = None,
-    assignee: Annotated[str | None, Query(max_length=40)] = None,
-    sort: Annotated[str, Query(pattern="^(updated|submitted|priority)$")] = "updated",
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    tab: Tab = "mine",
+    status: StatusQ = None,
+    priority: PriorityQ = None,
+    category: CategoryQ = None,
+    assignee: AssigneeQ = None,
+    sort: SortQ = "updated",
+    q: SearchQ = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     notice: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    viewer = _staff(user, tenant)
+    context = await queue_context(
+        request,
+        session,
+        _staff(user, tenant),
+        tab=tab,
+        status=status,
+        priority=priority,
+        category=category,
+        assignee=assignee,
+        sort=sort,
+        q=q,
+        cursor=cursor,
+    )
+    context["notice"] = queue_notice(notice, request.query_params)
+    if cursor and is_htmx(request):
+        return render(request, "agent/_rows.html", context)
+    return render(request, "agent/queue.html", context)
+
+
+async def queue_context(
+    request: Request,
+    session: AsyncSession,
+    viewer: Viewer,
+    *,
+    tab: str,
+    status: str | None,
+    priority: str | None,
+    category: str | None,
+    assignee: str | None,
+    sort: str,
+    q: str | None,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """One page of a queue tab or saved view with the filters, sort and search applied (also
+    what the live client re-renders when tickets change: `live_pages.queue_rows`)."""
+    user = viewer.user
     saved = await views.list_views(session, user.id)
     view = next((v for v in saved if f"view-{v.id}" == tab), None)
     if view is None and tab not in TABS:
@@ -153,6 +212,11 @@ async def queue(
             filters.department_id = uuid.UUID(stored["department_id"])
         sort = stored.get("sort", sort) if "sort" not in request.query_params else sort
         q = q or stored.get("q")
+        # The filter form shows the view's own values where it can hold them (one of each).
+        status = status or _single(stored.get("status"))
+        priority = priority or _single(stored.get("priority"))
+        category = category or stored.get("category_id")
+        assignee = assignee or stored.get("assignee")
     status = _one_of(status, set(STATUS_LABELS))
     priority = _one_of(priority, set(PRIORITY_LABELS))
     category = _one_of(category, {str(c.id) for c in cats})
@@ -216,7 +280,7 @@ async def queue(
     }
     by_id = {c.id: c for c in cats}
     names = {u.id: u.full_name for u in people}
-    context = {
+    context: dict[str, Any] = {
         "rows": rows,
         "headlines": headlines,
         "next_link": f"/agent?{urlencode({**params, 'cursor': next_cursor})}"
@@ -236,17 +300,57 @@ async def queue(
         "people": people,
         "names": names,
         "can_work": viewer.can_work,
-        "notice": notice,
+        "notice": None,
+        "saved_view": view,
+        "view_form": _view_form(request),
         "category_label": lambda t: ticket_fields.category_label(
             by_id, t.category_id, t.subcategory_id
         ),
     }
-    if cursor and is_htmx(request):
-        return render(request, "agent/_rows.html", context)
-    return render(request, "agent/queue.html", context)
+    return context
 
 
-BULK_NOTICE = "{changed} of {count} tickets changed."
+QUEUE_NOTICES = {
+    "bulk": "{changed} of {of} tickets changed.",
+    "bulk_none": "Select at least one ticket.",
+    "bulk_not_found": "{n} of {of} tickets were not found; nothing was changed.",
+    "bulk_invalid": "{n} of {of} tickets cannot be changed this way; nothing was changed.",
+    "bulk_read_only": "Only agents and admins can change tickets in bulk.",
+    "bulk_failed": "The bulk action could not be applied; nothing was changed.",
+    "view_saved": "The view is saved.",
+    "view_renamed": "The view is renamed.",
+    "view_deleted": "The view is deleted.",
+}
+"""The queue's notices by key: a link can pick one of these and give it numbers, never text."""
+_NOTICE_NUMBERS = {"bulk": "changed", "bulk_not_found": "n", "bulk_invalid": "n"}
+_COUNT = re.compile(r"[0-9]{1,3}")
+
+
+def queue_notice(key: str | None, params: Mapping[str, str]) -> str | None:
+    """The notice named by `key`, with its counts read from `params` (0 ≤ n ≤ of ≤ the bulk
+    limit); None for an unknown key or counts that do not fit."""
+    template = QUEUE_NOTICES.get(key or "")
+    part = _NOTICE_NUMBERS.get(key or "")
+    if template is None or part is None:
+        return template
+    raw = {name: params.get(name, "") for name in (part, "of")}
+    if not all(_COUNT.fullmatch(v) for v in raw.values()):
+        return None
+    counts = {name: int(v) for name, v in raw.items()}
+    if not 0 <= counts[part] <= counts["of"] <= bulk.MAX_BULK_TICKETS:
+        return None
+    return template.format(**counts)
+
+
+def _bulk_failure(exc: AppError, sent: int) -> dict[str, Any]:
+    """The notice (key and counts) for a refused bulk action."""
+    if exc.code == "tickets_not_found":
+        return {"notice": "bulk_not_found", "n": len(exc.extra.get("not_found", [])), "of": sent}
+    if exc.code == "bulk_update_invalid":
+        return {"notice": "bulk_invalid", "n": len(exc.extra.get("tickets", [])), "of": sent}
+    if exc.code == "read_only":
+        return {"notice": "bulk_read_only"}
+    return {"notice": "bulk_failed"}
 
 
 @router.post("/bulk")
@@ -273,10 +377,11 @@ async def bulk_action(
     else:
         raise BadRequest("Choose an action.", code="invalid_bulk_action")
     ids = form.getlist("ticket_ids")
+    notice: dict[str, Any]
     try:
         data = bulk.BulkUpdate.model_validate({"ticket_ids": ids, "action": payload})
     except ValidationError:
-        message = "Select at least one ticket."
+        notice = {"notice": "bulk_none"}
     else:
         try:
             async with session.begin_nested():
@@ -284,11 +389,11 @@ async def bulk_action(
         except AppError as exc:
             if exc.status >= 500:
                 raise
-            message = exc.detail
+            notice = _bulk_failure(exc, len(data.ticket_ids))
         else:
-            message = BULK_NOTICE.format(changed=outcome.changed, count=len(outcome.tickets))
+            notice = {"notice": "bulk", "changed": outcome.changed, "of": len(outcome.tickets)}
     sep = "&" if "?" in back else "?"
-    return redirect(request, f"{back}{sep}{urlencode({'notice': message})}")
+    return redirect(request, f"{back}{sep}{urlencode(notice)}")
 
 
 ACTIONS = {
@@ -318,7 +423,7 @@ SHOWN_CHANGES = {
 
 
 def _history_rows(
-    entries: list[Any], users: dict[uuid.UUID, User], cats: dict[uuid.UUID, Category]
+    entries: list[Any], users: dict[uuid.UUID, User], cats: dict[uuid.UUID, CategoryRead]
 ) -> list[dict[str, Any]]:
     """Audit entries as sentences: who did what, and the before → after of known fields."""
 
@@ -391,7 +496,7 @@ def _props(ticket: Ticket) -> dict[str, str]:
 
 
 async def _panel_context(
-    session: AsyncSession, viewer: Viewer, tenant: Tenant, ticket: Ticket, cats: list[Category]
+    session: AsyncSession, viewer: Viewer, tenant: Tenant, ticket: Ticket, cats: list[CategoryRead]
 ) -> dict[str, Any]:
     read = tickets.to_read(ticket, viewer, tenant)
     moves = [s for s in read.allowed_transitions if s != TicketStatus.REJECTED]
@@ -410,6 +515,29 @@ async def _panel_context(
         "can_work": viewer.can_work,
         "conflict": None,
         "props_error": None,
+        "can_reject": viewer.can_work and TicketStatus.REJECTED in read.allowed_transitions,
+        "reject": {"reason": "", "error": None},
+    }
+
+
+async def thread_context(
+    request: Request, session: AsyncSession, viewer: Viewer, tenant: Tenant, ticket: Ticket
+) -> dict[str, Any]:
+    """The conversation as staff see it (replies and internal notes), with authors and files."""
+    runtime = get_runtime(request)
+    thread = await comments.list_comments(session, viewer, ticket)
+    files = await attachments.list_attachments(session, viewer, ticket.id)
+    authors = {u.id: u for u in await accounts.get_users(session, [c.author_id for c in thread])}
+    links = {a.id: attachments.link_for(runtime, tenant, viewer.user.id, a.id)[0] for a in files}
+    by_comment: dict[uuid.UUID | None, list[Attachment]] = {}
+    for a in files:
+        by_comment.setdefault(a.comment_id, []).append(a)
+    return {
+        "comments": thread,
+        "authors": authors,
+        "files": files,
+        "files_by_comment": by_comment,
+        "links": links,
     }
 
 
@@ -427,24 +555,18 @@ async def _ticket_page(
     panel: dict[str, Any] | None = None,
     status_code: int = 200,
 ) -> Response:
-    runtime = get_runtime(request)
     cats = await categories.list_categories(session, include_inactive=True)
     by_id = {c.id: c for c in cats}
-    thread = await comments.list_comments(session, viewer, ticket)
-    files = await attachments.list_attachments(session, viewer, ticket.id)
+    conversation = await thread_context(request, session, viewer, tenant, ticket)
     found = await accounts.get_users(session, [ticket.requester_id])
     requester = found[0] if found else None
     entries = await history.ticket_history(session, viewer, ticket) if tab == "history" else []
-    refs = [c.author_id for c in thread] + [e.actor_id for e in entries if e.actor_id]
+    refs = [e.actor_id for e in entries if e.actor_id]
     for e in entries:
         for values in (e.old_values or {}, e.new_values or {}):
             if values.get("assignee_id"):
                 refs.append(uuid.UUID(str(values["assignee_id"])))
-    authors = {u.id: u for u in await accounts.get_users(session, refs)}
-    links = {a.id: attachments.link_for(runtime, tenant, viewer.user.id, a.id)[0] for a in files}
-    by_comment: dict[uuid.UUID | None, list[Attachment]] = {}
-    for a in files:
-        by_comment.setdefault(a.comment_id, []).append(a)
+    authors = conversation["authors"] | {u.id: u for u in await accounts.get_users(session, refs)}
     others = [
         t
         for t in await tickets.list_tickets(
@@ -467,11 +589,8 @@ async def _ticket_page(
         {
             **(panel or await _panel_context(session, viewer, tenant, ticket, cats)),
             "tab": tab,
-            "comments": thread,
+            **conversation,
             "authors": authors,
-            "files": files,
-            "files_by_comment": by_comment,
-            "links": links,
             "requester": requester,
             "others": others,
             "entries": _history_rows(entries, authors, by_id),
@@ -576,7 +695,7 @@ async def _apply(
     field: str,
     value: str,
     version: int,
-    cats: list[Category],
+    cats: list[CategoryRead],
 ) -> None:
     if field == "status":
         await tickets.change_status(
@@ -682,6 +801,269 @@ async def edit_property(
         return render(request, "agent/_props.html", ctx, status_code=min(status_code, 200))
     if conflict is None and error is None:
         return redirect(request, f"/agent/tickets/{ticket.number}")
+    return await _ticket_page(
+        request, session, viewer, tenant, ticket, panel=ctx, status_code=status_code
+    )
+
+
+# Saved views ---------------------------------------------------------------------------------
+
+VIEW_NAME_MAX = 100
+_EMPTY_VIEW_FORM: dict[str, Any] = {"kind": "", "name": "", "errors": {}}
+
+
+def _view_form(request: Request) -> dict[str, Any]:
+    """The save or rename form coming back with errors (set by the POST routes below)."""
+    return getattr(request.state, "view_form", None) or _EMPTY_VIEW_FORM
+
+
+def _view_name_error(name: str) -> str | None:
+    if not name:
+        return "Give the view a name."
+    if len(name) > VIEW_NAME_MAX:
+        return f"At most {VIEW_NAME_MAX} characters."
+    return None
+
+
+async def _view_id(session: AsyncSession, user: User, raw: str) -> uuid.UUID:
+    """The id of one of the user's own views; anything else (someone else's, another
+    organization's, not an id) is the same 404."""
+    try:
+        view_id = uuid.UUID(raw)
+    except ValueError:
+        raise NotFound("Saved view not found.") from None
+    return (await views.get_view(session, user.id, view_id)).id
+
+
+def _current_filters(
+    form: PostedForm, saved: list[SavedView]
+) -> tuple[dict[str, str], views.ViewFilters | None]:
+    """The queue's state as the save form posted it, and the filters a view stores for it: the
+    tab's own filters (a queue's, or the view's), then the filter form's on top."""
+    state = {k: form.get(k).strip() for k in ("tab", "status", "priority", "category", "assignee")}
+    state["sort"] = _one_of(form.get("sort"), set(SORTS)) or "updated"
+    state["q"] = form.get("q").strip()[:200]
+    data: dict[str, Any] = {}
+    shown = next((v for v in saved if f"view-{v.id}" == state["tab"]), None)
+    if shown is not None:
+        data = dict(shown.filters)
+    elif state["tab"] in TABS:
+        base = TABS[state["tab"]][1]
+        data["status"] = list(base.statuses)
+        if base.assignee:
+            data["assignee"] = base.assignee
+    for key, target in (("status", "status"), ("priority", "priority")):
+        if state[key]:
+            data[target] = [state[key]]
+    if state["category"]:
+        data["category_id"] = state["category"]
+    if state["assignee"]:
+        data["assignee"] = state["assignee"]
+    if state["q"]:
+        data["q"] = state["q"]
+    if "sort" in data or state["sort"] != "updated":
+        data["sort"] = state["sort"]
+    try:
+        return state, views.ViewFilters.model_validate(data)
+    except ValidationError:
+        return state, None
+
+
+async def _queue_with_form(
+    request: Request,
+    tenant: Tenant,
+    session: AsyncSession,
+    user: User,
+    state: dict[str, str],
+    form: dict[str, Any],
+) -> Response:
+    """The queue again, in the state it was posted from, with the view form and its errors."""
+    request.state.view_form = form
+    response = await queue(
+        request,
+        tenant,
+        session,
+        user,
+        tab=state.get("tab") or "mine",
+        status=state.get("status") or None,
+        priority=state.get("priority") or None,
+        category=state.get("category") or None,
+        assignee=state.get("assignee") or None,
+        sort=state.get("sort") or "updated",
+        q=state.get("q") or None,
+        cursor=None,
+        notice=None,
+    )
+    response.status_code = 422
+    return response
+
+
+@router.post("/views")
+async def save_view(
+    request: Request,
+    form: UserForm,
+    tenant: CurrentTenant,
+    session: TenantSession,
+    user: PageUser,
+) -> Response:
+    _staff(user, tenant)
+    name = form.get("view_name").strip()
+    saved = await views.list_views(session, user.id)
+    state, filters = _current_filters(form, saved)
+    errors: FieldErrors = {}
+    if error := _view_name_error(name):
+        errors["view_name"] = error
+    elif filters is None:
+        errors[FORM_ERROR] = "These filters cannot be saved; reset them and try again."
+    else:
+        try:
+            async with session.begin_nested():
+                view = await views.create_view(
+                    session,
+                    organization_id=tenant.id,
+                    user_id=user.id,
+                    data=views.SavedViewCreate(name=name, filters=filters),
+                )
+        except AppError as exc:
+            if exc.status >= 500:
+                raise
+            errors["view_name"] = exc.detail
+        else:
+            return redirect(request, f"/agent?tab=view-{view.id}&notice=view_saved")
+    form_state = {"kind": "save", "name": name, "errors": errors}
+    return await _queue_with_form(request, tenant, session, user, state, form_state)
+
+
+@router.post("/views/{view_id}")
+async def rename_view(
+    request: Request,
+    view_id: str,
+    form: UserForm,
+    tenant: CurrentTenant,
+    session: TenantSession,
+    user: PageUser,
+) -> Response:
+    _staff(user, tenant)
+    found = await _view_id(session, user, view_id)
+    name = form.get("new_name").strip()
+    errors: FieldErrors = {}
+    if error := _view_name_error(name):
+        errors["new_name"] = error
+    else:
+        try:
+            async with session.begin_nested():
+                await views.update_view(session, user.id, found, views.SavedViewUpdate(name=name))
+        except AppError as exc:
+            if exc.status >= 500:
+                raise
+            errors["new_name"] = exc.detail
+        else:
+            return redirect(request, f"/agent?tab=view-{found}&notice=view_renamed")
+    state = {"tab": f"view-{found}"}
+    form_state = {"kind": "rename", "name": name, "errors": errors}
+    return await _queue_with_form(request, tenant, session, user, state, form_state)
+
+
+@router.post("/views/{view_id}/delete")
+async def delete_view(
+    request: Request,
+    view_id: str,
+    form: UserForm,
+    tenant: CurrentTenant,
+    session: TenantSession,
+    user: PageUser,
+) -> Response:
+    _staff(user, tenant)
+    await views.delete_view(session, user.id, await _view_id(session, user, view_id))
+    return redirect(request, "/agent?notice=view_deleted")
+
+
+# Rejecting a ticket --------------------------------------------------------------------------
+
+REASON_MAX = 2000
+
+
+async def _conflict_on_reject(
+    session: AsyncSession, viewer: Viewer, ticket: Ticket, seen: dict[str, str], ctx: dict[str, Any]
+) -> dict[str, Any]:
+    """The stale-edit box for a rejection: who changed what since the page was shown."""
+    current = ctx["props"]
+    changed = [p for p in PROPERTIES if seen[p] != current[p]]
+    entries = await history.ticket_history(session, viewer, ticket)
+    actor_ids = [e.actor_id for e in entries if e.table_name == "tickets" and e.actor_id]
+    who = "Someone"
+    if actor_ids:
+        found = await accounts.get_users(session, [actor_ids[-1]])
+        if found:
+            who = "You (in another tab)" if found[0].id == viewer.user.id else found[0].first_name
+    what = ", ".join(PROPERTY_LABELS[p] for p in changed) or "this ticket"
+    return {
+        "field": "status",
+        "value": str(TicketStatus.REJECTED),
+        "message": f"{who} changed {what}; the ticket was not rejected — reject it anyway?",
+        "label": "status",
+        "shown": STATUS_LABELS[str(TicketStatus.REJECTED)],
+        "changes": [(PROPERTY_LABELS[p], _shown(p, current[p], ctx)) for p in changed],
+    }
+
+
+@router.post("/tickets/{number}/reject")
+async def reject_ticket(
+    request: Request,
+    number: str,
+    form: UserForm,
+    tenant: CurrentTenant,
+    session: TenantSession,
+    user: PageUser,
+) -> Response:
+    """Reject with a reason (agents and admins, where the workflow allows it), versioned like
+    the panel's other edits: a stale version gets the conflict box, with the reason kept."""
+    viewer = _staff(user, tenant)
+    ticket = await _ticket(session, viewer, number)
+    if not viewer.can_work:
+        raise Forbidden("Managers can read tickets but not change them.", code="read_only")
+    reason = form.get("reason").strip()
+    version = form.get("version")
+    if not version.isdigit() or len(version) > 9:
+        raise BadRequest("The change is not valid.", code="invalid_property_form")
+    seen = {p: form.get(f"seen.{p}") for p in PROPERTIES}
+    error: str | None = None
+    panel_error: str | None = None
+    stale = False
+    if not reason:
+        error = "Give a reason: the requester will see it."
+    elif len(reason) > REASON_MAX:
+        error = f"At most {REASON_MAX:,} characters."
+    else:
+        change = StatusChange(status=TicketStatus.REJECTED, reason=reason, version=int(version))
+        try:
+            async with session.begin_nested():
+                await tickets.change_status(
+                    session, viewer, tenant, ticket.id, change, version=None
+                )
+        except tickets.TicketVersionConflict:
+            stale = True
+        except AppError as exc:
+            if exc.status >= 500:
+                raise
+            if exc.code == "reason_required":
+                error = "Give a reason: the requester will see it."
+            else:
+                panel_error = exc.detail  # e.g. the ticket moved on to a status that cannot
+        else:
+            return redirect(request, f"/agent/tickets/{ticket.number}?notice=rejected")
+    await session.refresh(ticket)
+    cats = await categories.list_categories(session, include_inactive=True)
+    ctx = await _panel_context(session, viewer, tenant, ticket, cats)
+    ctx["reject"] = {"reason": reason, "error": error}
+    ctx["props_error"] = panel_error
+    if stale:
+        ctx["conflict"] = await _conflict_on_reject(session, viewer, ticket, seen, ctx)
+        ctx["conflict"]["reason"] = reason
+    status_code = 409 if stale else 422
+    if is_htmx(request):
+        # htmx swaps 2xx and 422 only: the panel with the conflict comes as a 200.
+        return render(request, "agent/_props.html", ctx, status_code=200 if stale else 422)
     return await _ticket_page(
         request, session, viewer, tenant, ticket, panel=ctx, status_code=status_code
     )

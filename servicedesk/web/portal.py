@@ -21,14 +21,14 @@ from servicedesk.accounts import service as accounts
 from servicedesk.core.errors import AppError, BadRequest, NotFound
 from servicedesk.core.pagination import decode_cursor, encode_cursor
 from servicedesk.core.runtime import get_runtime
-from servicedesk.models import Attachment, Category, Channel, Comment, Priority, Ticket
+from servicedesk.models import Attachment, Channel, Comment, Priority, Ticket
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
 from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import attachments, categories, comments, workflow
 from servicedesk.tickets import service as tickets
 from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.repository import TicketFilters
-from servicedesk.tickets.schemas import CommentCreate, StatusChange, TicketCreate
+from servicedesk.tickets.schemas import CategoryRead, CommentCreate, StatusChange, TicketCreate
 from servicedesk.web import ticket_fields
 from servicedesk.web.forms import (
     FORM_ERROR,
@@ -39,6 +39,7 @@ from servicedesk.web.forms import (
     parse,
     upload_rules,
 )
+from servicedesk.web.live_pages import parse_after
 from servicedesk.web.session import PageUser, is_htmx, redirect
 from servicedesk.web.templating import render
 
@@ -269,12 +270,13 @@ async def _conversation(
         "authors": authors,
         "files_by_comment": by_comment,
         "links": links,
-        "after": public[-1].created_at.isoformat() if public else "",
+        # Where the next poll starts: the last reply, or the ticket itself when none yet.
+        "after": (public[-1].created_at if public else ticket.submitted_at).isoformat(),
     }
 
 
 def _ticket_context(
-    ticket: Ticket, viewer: Viewer, tenant: Tenant, cats: list[Category]
+    ticket: Ticket, viewer: Viewer, tenant: Tenant, cats: list[CategoryRead]
 ) -> dict[str, Any]:
     by_id = {c.id: c for c in cats}
     category = by_id.get(ticket.category_id)
@@ -380,11 +382,11 @@ async def ticket_updates(
     after: Annotated[str | None, Query(max_length=40)] = None,
     status: Annotated[str | None, Query(max_length=20)] = None,
 ) -> Response:
-    """Polled by the ticket page: new public comments and the status, as out-of-band swaps;
-    204 when nothing changed."""
+    """Polled by the ticket page, and fetched at once on a live event: new public comments and
+    the status, as out-of-band swaps; 204 when nothing changed. A malformed `after` is a 400."""
+    since = parse_after(after)
     viewer = Viewer.of(user, tenant)
     ticket = await _ticket(session, viewer, number)
-    since = _parse_after(after)
     updates = await _updates(request, session, viewer, tenant, ticket, after=since)
     if not updates["new_comments"] and status == ticket.status:
         return Response(status_code=204)

@@ -12,8 +12,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from servicedesk.models import Category
 from servicedesk.tickets.fields import FieldDefinition, FieldType, cost_total
+from servicedesk.tickets.schemas import CategoryRead
 from servicedesk.web.forms import PostedForm
 
 SEPARATOR = " \u203a "
@@ -30,7 +30,7 @@ class CategoryOption:
     description: str | None
 
 
-def category_options(categories: list[Category]) -> list[CategoryOption]:
+def category_options(categories: list[CategoryRead]) -> list[CategoryOption]:
     """Active top-level categories, each followed by its active sub-categories."""
     active = [c for c in categories if c.is_active]
     options: list[CategoryOption] = []
@@ -48,8 +48,8 @@ def category_options(categories: list[Category]) -> list[CategoryOption]:
 
 
 def resolve_choice(
-    value: str | None, categories: list[Category]
-) -> tuple[Category, Category | None] | None:
+    value: str | None, categories: list[CategoryRead]
+) -> tuple[CategoryRead, CategoryRead | None] | None:
     """The (category, sub-category) a form's choice names, among the active ones."""
     if not value:
         return None
@@ -66,7 +66,7 @@ def resolve_choice(
     return parent, child
 
 
-def definitions(category: Category, sub: Category | None) -> list[FieldDefinition]:
+def definitions(category: CategoryRead, sub: CategoryRead | None) -> list[FieldDefinition]:
     """The category's fields, then the sub-category's."""
     raw = category.fields + (sub.fields if sub else [])
     return [FieldDefinition.model_validate(d) for d in raw]
@@ -168,7 +168,7 @@ def shown_values(defs: list[FieldDefinition], values: dict[str, Any]) -> list[Sh
 
 
 def category_label(
-    categories: dict[uuid.UUID, Category], category_id: uuid.UUID, sub_id: uuid.UUID | None
+    categories: dict[uuid.UUID, CategoryRead], category_id: uuid.UUID, sub_id: uuid.UUID | None
 ) -> str:
     parent = categories.get(category_id)
     name = parent.name if parent else "—"

@@ -76,7 +76,7 @@ def live_server(database_url: str) -> Iterator[str]:
     )
     app = create_app(settings, database_url=database_url)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws="none"
+        app, host="127.0.0.1", port=port, log_config=None, lifespan="on", ws="auto"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="ui-live-server", daemon=True)

@@ -86,6 +86,8 @@ async def test_admin_approves_a_pending_user_who_then_signs_in(
     await page.click(".admin-nav >> text=Audit log")
     await page.fill("#f-action", "user")
     await page.click("button:has-text('Filter')")
+    await page.wait_for_url("**action=user*")  # the filtered page, not the one before it
+    await page.wait_for_load_state()
     actions = await page.locator(".audit-row code.action-code").all_inner_texts()
     assert {"user.approved", "user.suspended", "user.role_changed"} <= set(actions)
     assert all(a.startswith("user.") for a in actions)

@@ -124,6 +124,8 @@ async def test_stale_edit_shows_the_change_and_reapplies(
 
     await sign_in(page, live_server, org.slug, ben["email"])
     await page.goto(url)
+    # Ben is working in the panel, so the live update leaves it alone (it offers a reload).
+    await page.focus("#p-status")
     context = await browser.new_context(viewport=DESKTOP)
     other = await context.new_page()
     try:
@@ -143,7 +145,8 @@ async def test_stale_edit_shows_the_change_and_reapplies(
     assert "Priority is High" in text
     assert "status → In progress" in text
     assert await page.input_value("#p-priority") == "high"
-    assert await page.evaluate("document.activeElement.classList.contains('conflict')")
+    # Focus moves to the conflict box once htmx has settled the swap (a moment after it shows).
+    await page.wait_for_function("document.activeElement.classList.contains('conflict')")
     await page.click("button:has-text('Re-apply my change')")
     await page.wait_for_selector("#props .version-note >> text=Version 3")
     assert await page.locator("#props .conflict").count() == 0

@@ -6,6 +6,7 @@
  *   everything again and answers the same way).
  * - File pickers: size, count and type checked before upload; progress while uploading.
  * - Cost-item rows, confirmations, focus management and announcements for screen readers.
+ * - Live updates (the last section): one socket per page, fragments fetched on events.
  *
  * No inline scripts or styles anywhere (the CSP forbids them); no eval.
  */
@@ -349,6 +350,9 @@
   });
   document.addEventListener("htmx:oobAfterSwap", function (event) { updateTimes(event.target); });
 
+  // For the live client below: times and announcements in the fragments it inserts.
+  window.servicedesk = { updateTimes: updateTimes, announce: announce };
+
   document.addEventListener("DOMContentLoaded", function () {
     document.documentElement.classList.add("js");
     init(document);
@@ -540,4 +544,608 @@
       announce("Field moved down.");
     }
   });
+})();
+
+/* Markdown preview: a Write / Preview switch on the textareas the macro renders with
+ * markdown=true (the reply and note editors, a new ticket's description). Preview posts the
+ * text to /preview and shows the answer, rendered by the same function that renders stored
+ * comments (core.text.render_markdown), in the editor's aria-live area. It uses fetch, not
+ * htmx: an htmx request from inside the form would send the whole form, files included. The
+ * textarea is only hidden, so its text is kept and still submitted; a submit switches back to
+ * Write first (capture on window: before the validation above). Without JS the switch stays
+ * hidden and the textarea works as before. */
+(function () {
+  "use strict";
+  if (!window.fetch || !window.FormData) return;
+
+  function csrf() {
+    var match = document.cookie.match(/(?:^|;\s*)sd_csrf=([^;]+)/);
+    if (match) return decodeURIComponent(match[1]);
+    var meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
+  function parts(editor) {
+    return {
+      text: editor.querySelector("textarea"),
+      area: editor.querySelector(".md-preview"),
+      write: editor.querySelector('[data-md-mode="write"]'),
+      preview: editor.querySelector('[data-md-mode="preview"]')
+    };
+  }
+
+  function setMode(editor, previewing) {
+    var p = parts(editor);
+    p.text.hidden = previewing;
+    p.area.hidden = !previewing;
+    p.write.setAttribute("aria-pressed", String(!previewing));
+    p.preview.setAttribute("aria-pressed", String(previewing));
+    editor.classList.toggle("md-previewing", previewing);
+  }
+
+  function message(area, text, isError) {
+    var node = document.createElement("p");
+    node.className = "md-preview-message " + (isError ? "md-preview-error" : "muted");
+    node.textContent = text;
+    area.textContent = "";
+    area.appendChild(node);
+  }
+
+  function load(editor) {
+    var p = parts(editor);
+    var seq = String(Number(editor.dataset.mdSeq || "0") + 1);
+    editor.dataset.mdSeq = seq;
+    p.area.setAttribute("aria-busy", "true");
+    message(p.area, "Loading preview…", false);
+    var body = new FormData();
+    body.append("csrf_token", csrf());
+    body.append("text", p.text.value);
+    fetch(editor.dataset.previewUrl, {
+      method: "POST", body: body, credentials: "same-origin", redirect: "manual",
+      headers: { "X-CSRF-Token": csrf() }
+    }).then(function (response) {
+      var isHtml = (response.headers.get("content-type") || "").indexOf("text/html") === 0;
+      if (isHtml && [200, 422, 429].indexOf(response.status) >= 0) {
+        return response.text().then(function (html) { return { html: html }; });
+      }
+      if (response.type === "opaqueredirect" || response.status === 401) {
+        return { error: "Your session has ended. Sign in again in another tab (this text stays here), then preview again." };
+      }
+      return { error: "The preview could not be loaded (" + response.status + "). Try again." };
+    }, function () {
+      return { error: "The server could not be reached. Check your connection and try again." };
+    }).then(function (result) {
+      if (editor.dataset.mdSeq !== seq || p.area.hidden) return;  // switched back, or a newer one
+      p.area.removeAttribute("aria-busy");
+      // The fragment is the server's sanitised HTML (the same as a stored comment's).
+      if (result.html !== undefined) p.area.innerHTML = result.html;
+      else message(p.area, result.error, true);
+    });
+  }
+
+  function toWrite(editor) {
+    var p = parts(editor);
+    if (!editor.classList.contains("md-previewing")) { p.text.focus(); return; }
+    setMode(editor, false);
+    editor.dataset.mdSeq = String(Number(editor.dataset.mdSeq || "0") + 1);  // drop late answers
+    p.text.focus();
+    var at = (editor.dataset.mdSelection || "").split(",");
+    if (at.length === 2) p.text.setSelectionRange(Number(at[0]), Number(at[1]));
+  }
+
+  function toPreview(editor) {
+    var p = parts(editor);
+    if (!editor.classList.contains("md-previewing")) {
+      editor.dataset.mdSelection = p.text.selectionStart + "," + p.text.selectionEnd;
+      setMode(editor, true);
+    }
+    load(editor);
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("[data-md-mode]");
+    var editor = button && button.closest("[data-md-editor]");
+    if (!editor) return;
+    if (button.dataset.mdMode === "preview") toPreview(editor); else toWrite(editor);
+  });
+
+  window.addEventListener("submit", function (event) {
+    var open = event.target.querySelectorAll ? event.target.querySelectorAll("[data-md-editor].md-previewing") : [];
+    for (var i = 0; i < open.length; i++) setMode(open[i], false);
+  }, true);
+
+  // The agent page's "r" focuses the reply box: a previewed box is shown again first (capture
+  // on window runs before that key handler).
+  window.addEventListener("keydown", function (event) {
+    var t = event.target;
+    if (event.key !== "r" || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (t && (/^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName) || t.isContentEditable)) return;
+    var open = document.querySelector(".agent-editor [data-md-editor].md-previewing");
+    if (open) setMode(open, false);
+  }, true);
+
+  function reveal(root) {
+    var switches = (root || document).querySelectorAll("[data-md-editor] .md-modes[hidden]");
+    for (var i = 0; i < switches.length; i++) switches[i].hidden = false;
+  }
+  document.addEventListener("DOMContentLoaded", function () { reveal(document); });
+  // Out-of-band swaps (a reply form coming back with the live fragments) settle other targets.
+  document.addEventListener("htmx:afterSettle", function () { reveal(document); });
+})();
+
+/* live updates ------------------------------------------------------------------------------------
+ * One WebSocket per page (docs/live.md): reconnects with backoff, falls back to server-sent
+ * events when the socket cannot open, and re-syncs the page's fragments after a reconnect. Events
+ * only say that something changed; the page then fetches the server-rendered fragment (with the
+ * reader's visibility). Agent ticket: presence, typing / replying, the collision warning, new
+ * comments, the properties panel. Queue: the rows of the current view. Requester's ticket: the
+ * 15 s poll runs only while no live connection is up, and is fired at once by an event. */
+(function () {
+  "use strict";
+
+  var body = document.body;
+  var wsPath = body.dataset.liveWs;
+  var me = body.dataset.userId;
+  var ticketRoot = document.querySelector("[data-live-ticket]");
+  var portalRoot = document.querySelector("[data-live-portal]");
+  var queueRoot = document.querySelector("[data-live-queue]");
+  if (!wsPath || !(ticketRoot || portalRoot || queueRoot)) return;
+
+  var app = window.servicedesk || { updateTimes: function () {}, announce: function () {} };
+  var live = { up: false, everUp: false, ttl: { viewing: 30, typing: 5, replying: 30 } };
+  var rooms = [];
+  var handlers = { event: [], signal: [], joined: [], resync: [] };
+  var ws = null, source = null, mode = "ws", lastSeq = null;
+  var attempts = 0, failedOpens = 0, unauthorized = 0, keepAlive = null;
+
+  function emit(kind, arg) { handlers[kind].forEach(function (fn) { fn(arg); }); }
+
+  function send(message) {
+    if (ws && ws.readyState === 1) ws.send(JSON.stringify(message));
+  }
+
+  function setUp(up) {
+    live.up = up;
+    body.classList.toggle("live-up", up);
+  }
+
+  function receive(msg) {
+    if (msg.type === "hello") {
+      if (msg.ttl) live.ttl = msg.ttl;
+      if (lastSeq === null) lastSeq = msg.last_seq;
+      attempts = 0; unauthorized = 0;
+      setUp(true);
+      window.clearInterval(keepAlive);
+      keepAlive = window.setInterval(function () {
+        rooms.forEach(function (room) { if (room.indexOf("ticket:") === 0) send({ type: "viewing", room: room }); });
+      }, Math.max(2, live.ttl.viewing / 2) * 1000);
+      if (live.everUp) emit("resync");
+      live.everUp = true;
+    } else if (msg.type === "event") {
+      if (typeof msg.seq === "number" && (lastSeq === null || msg.seq > lastSeq)) lastSeq = msg.seq;
+      emit("event", msg.event || {});
+    } else if (msg.type === "presence" || msg.type === "typing" || msg.type === "replying" || msg.type === "collision") {
+      emit("signal", msg);
+    } else if (msg.type === "joined") {
+      emit("joined", msg.room);
+    } else if (msg.type === "replay" && msg.truncated) {
+      emit("resync");
+    }
+  }
+
+  function retry() {
+    attempts += 1;
+    var delay = Math.min(30000, 1000 * Math.pow(2, Math.min(attempts, 5))) * (0.75 + Math.random() / 2);
+    window.setTimeout(connect, delay);
+  }
+
+  function openSocket() {
+    var opened = false;
+    var url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + wsPath +
+      (lastSeq !== null ? "?since=" + encodeURIComponent(lastSeq) : "");
+    try { ws = new WebSocket(url); } catch (e) { mode = "sse"; connect(); return; }
+    ws.onopen = function () {
+      opened = true; failedOpens = 0;
+      rooms.forEach(function (room) { send({ type: "join", room: room }); });
+    };
+    ws.onmessage = function (m) {
+      var msg;
+      try { msg = JSON.parse(m.data); } catch (e) { return; }
+      receive(msg);
+    };
+    ws.onclose = function (e) {
+      ws = null;
+      window.clearInterval(keepAlive);
+      setUp(false);
+      if (e.code === 4404) return;                        // no such organization: give up
+      if (e.code === 4403) { mode = "sse"; retry(); return; }  // cookie from a foreign origin
+      if (e.code === 4401) {
+        // The access token expired: loading a page rotates the session cookies, then retry.
+        unauthorized += 1;
+        if (unauthorized > 2) return;
+        fetch(location.pathname, { credentials: "same-origin" }).then(retry, retry);
+        return;
+      }
+      if (!opened) {
+        failedOpens += 1;
+        if (failedOpens >= 2) mode = "sse";               // blocked by a proxy: use the stream
+      }
+      retry();
+    };
+  }
+
+  function openStream() {
+    if (!window.EventSource || !body.dataset.liveSse) return;
+    var params = [];
+    var ticketRooms = rooms.filter(function (room) { return room.indexOf("ticket:") === 0; });
+    if (ticketRooms.length) params.push("rooms=" + encodeURIComponent(ticketRooms.join(",")));
+    if (lastSeq !== null) params.push("after=" + encodeURIComponent(lastSeq));
+    source = new EventSource(body.dataset.liveSse + (params.length ? "?" + params.join("&") : ""));
+    source.onmessage = function (m) {
+      var msg;
+      try { msg = JSON.parse(m.data); } catch (e) { return; }
+      receive(msg);
+    };
+    source.onerror = function () {
+      setUp(false);
+      if (source.readyState === 2) { source = null; retry(); }  // refused: try again later
+      // otherwise the browser reconnects by itself, resuming with Last-Event-ID
+    };
+  }
+
+  function connect() {
+    if (document.visibilityState === "hidden" && live.everUp) {
+      document.addEventListener("visibilitychange", connect, { once: true });
+      return;
+    }
+    if (mode === "ws" && window.WebSocket) openSocket(); else openStream();
+  }
+
+  // Fetch a fragment (same origin, with the session cookies) as a <template>.
+  function fragment(url) {
+    return fetch(url, { credentials: "same-origin", headers: { "HX-Request": "true" } })
+      .then(function (response) {
+        if (!response.ok || response.redirected) throw new Error(String(response.status));
+        return response.text();
+      })
+      .then(function (html) {
+        var template = document.createElement("template");
+        template.innerHTML = html;
+        return template.content;
+      });
+  }
+
+  function activate(node) {
+    if (window.htmx) window.htmx.process(node);
+    app.updateTimes(node);
+  }
+
+  // One run at a time; a call while one runs schedules another afterwards.
+  function serial(fn, wait) {
+    var timer = null, running = false, again = false;
+    function run() {
+      if (running) { again = true; return; }
+      running = true;
+      Promise.resolve(fn()).catch(function () {}).then(function () {
+        running = false;
+        if (again) { again = false; schedule(); }
+      });
+    }
+    function schedule() { window.clearTimeout(timer); timer = window.setTimeout(run, wait); }
+    return schedule;
+  }
+
+  function names(users) {
+    var list = users.map(function (u) { return u.name; });
+    if (list.length <= 2) return list.join(" and ");
+    return list.slice(0, 2).join(", ") + " and " + (list.length - 2) + " more";
+  }
+
+  function isOrAre(users) { return users.length === 1 ? " is " : " are "; }
+
+  // --- Agent ticket page ---------------------------------------------------------------------------
+  if (ticketRoot) (function () {
+    var ticketId = ticketRoot.dataset.liveTicket;
+    var room = "ticket:" + ticketId;
+    var signals = { presence: [], typing: [], replying: [] };
+    var bar = document.querySelector("[data-live-bar]");
+    var viewers = document.getElementById("live-viewers");
+    var activity = document.getElementById("live-activity");
+    var collision = document.getElementById("live-collision");
+    var stale = document.getElementById("props-stale");
+    var form = document.getElementById("reply-form");
+    var editor = form && form.querySelector("textarea[name=body]");
+    var replying = false, lastTyping = 0, replyTimer = null, sending = false;
+    rooms.push(room);
+
+    function others(users) {
+      return (users || []).filter(function (u) { return u.id !== me; });
+    }
+
+    function render() {
+      // Writing a public reply shows as "replying"; typing anything else (a note, or the
+      // requester) as "typing".
+      var seen = signals.presence;
+      var writing = signals.replying;
+      var ids = writing.map(function (u) { return u.id; });
+      var typing = signals.typing.filter(function (u) { return ids.indexOf(u.id) < 0; });
+      viewers.textContent = seen.length ? names(seen) + isOrAre(seen) + "viewing this ticket" : "";
+      var parts = [];
+      if (writing.length) parts.push(names(writing) + isOrAre(writing) + "replying…");
+      if (typing.length) parts.push(names(typing) + isOrAre(typing) + "typing…");
+      activity.textContent = parts.join(" · ");
+      if (bar) bar.hidden = !seen.length && !parts.length;
+      if (collision) {
+        var rivals = signals.replying.filter(function (u) { return u.role !== "requester"; });
+        var show = replying && rivals.length > 0;
+        var text = show ? names(rivals) + isOrAre(rivals) + "also replying to this ticket." : "";
+        if (collision.textContent !== text) collision.textContent = text;
+        collision.hidden = !show;
+      }
+    }
+
+    handlers.signal.push(function (msg) {
+      if (msg.room !== room) return;
+      var key = msg.type === "collision" ? "replying" : msg.type;
+      signals[key] = others(msg.users);
+      render();
+    });
+
+    // Comments: append what is not on the page yet.
+    var list = document.getElementById("comment-list");
+    var fetchComments = serial(function () {
+      if (!list) return null;
+      var latest = null;
+      list.querySelectorAll("li.comment[data-created]").forEach(function (li) {
+        var at = Date.parse(li.dataset.created);
+        if (!isNaN(at) && (latest === null || at > latest)) latest = at;
+      });
+      // A minute back: a comment committed late can carry an earlier time; ids de-duplicate.
+      var url = ticketRoot.dataset.commentsUrl +
+        (latest === null ? "" : "?after=" + encodeURIComponent(new Date(latest - 60000).toISOString()));
+      return fragment(url).then(function (content) {
+        var added = [];
+        Array.prototype.slice.call(content.querySelectorAll("li.comment")).forEach(function (li) {
+          if (document.getElementById(li.id)) return;
+          list.appendChild(li);
+          activate(li);
+          added.push(li);
+        });
+        if (!added.length) return;
+        var count = document.querySelector("[data-comment-count]");
+        if (count) count.textContent = String(list.querySelectorAll("li.comment").length);
+        var notes = added.filter(function (li) { return li.classList.contains("comment-internal"); }).length;
+        var replies = added.length - notes;
+        var said = [];
+        if (replies) said.push(replies === 1 ? "1 new reply" : replies + " new replies");
+        if (notes) said.push(notes === 1 ? "1 new internal note" : notes + " new internal notes");
+        app.announce(said.join(" and ") + " on this ticket.");
+      });
+    }, 200);
+
+    // Properties: swap the panel unless the agent is working in it; then offer a reload.
+    var panelUpdate = null;
+    function editingPanel() {
+      var panel = document.getElementById("props");
+      if (!panel) return false;
+      if (panel.contains(document.activeElement) || panel.querySelector(".htmx-request, details[open]")) return true;
+      var tags = document.getElementById("p-tags");
+      return !!tags && tags.value !== tags.defaultValue;
+    }
+    function swapPanel(content) {
+      Array.prototype.slice.call(content.children).forEach(function (node) {
+        var old = node.id && document.getElementById(node.id);
+        if (!old) return;
+        old.replaceWith(node);
+        activate(node);
+      });
+      panelUpdate = null;
+      if (stale) stale.hidden = true;
+    }
+    var fetchProps = serial(function () {
+      return fragment(ticketRoot.dataset.propsUrl).then(function (content) {
+        var panel = document.getElementById("props");
+        var next = content.getElementById ? content.getElementById("props") : content.querySelector("#props");
+        if (!panel || !next) return;
+        if (parseInt(next.dataset.version, 10) <= parseInt(panel.dataset.version, 10)) return;
+        if (editingPanel()) {
+          panelUpdate = content;
+          if (stale) stale.hidden = false;
+          app.announce("This ticket was changed by someone else. Reload the panel to see it.");
+        } else {
+          swapPanel(content);
+        }
+      });
+    }, 200);
+    document.addEventListener("htmx:afterSettle", function (event) {
+      if (event.target && event.target.id === "props") { panelUpdate = null; if (stale) stale.hidden = true; }
+    });
+    document.addEventListener("click", function (event) {
+      if (!event.target.closest || !event.target.closest("[data-reload-props]")) return;
+      if (panelUpdate) swapPanel(panelUpdate);
+      fetchProps();
+      var select = document.querySelector("#props select");
+      if (select) select.focus();
+    });
+
+    handlers.event.push(function (event) {
+      var payload = event.payload || {};
+      if (payload.ticket_id !== ticketId) return;
+      var type = event.event_type || "";
+      if (type.indexOf("comment.") === 0 || type.indexOf("attachment.") === 0) fetchComments();
+      if (type.indexOf("ticket.") === 0) fetchProps();
+    });
+    handlers.resync.push(function () { fetchComments(); fetchProps(); });
+
+    // The reply editor: typing (throttled), replying while a public reply is being written.
+    function publicMode() {
+      var mode = form.querySelector('input[name="internal"]:checked');
+      return !mode || mode.value === "0";
+    }
+    function setReplying(on) {
+      if (on === replying) return;
+      replying = on;
+      send({ type: "replying", room: room, active: on });
+      window.clearInterval(replyTimer);
+      if (on) {
+        replyTimer = window.setInterval(function () {
+          send({ type: "replying", room: room, active: true });
+        }, Math.max(2, live.ttl.replying / 2) * 1000);
+      }
+      render();
+    }
+    function updateReplying() {
+      if (!sending) setReplying(editor.value.trim() !== "" && publicMode());
+    }
+    handlers.joined.push(function (joined) {
+      if (joined !== room || !editor) return;
+      if (replying) send({ type: "replying", room: room, active: true }); else updateReplying();
+    });
+    if (editor) {
+      editor.addEventListener("input", function () {
+        var now = Date.now();
+        if (now - lastTyping > Math.max(1, live.ttl.typing / 2) * 1000) {
+          lastTyping = now;
+          send({ type: "typing", room: room });
+        }
+        updateReplying();
+      });
+      editor.addEventListener("blur", function () {
+        if (lastTyping) { lastTyping = 0; send({ type: "typing", room: room, active: false }); }
+      });
+      form.addEventListener("change", function (event) {
+        if (event.target.name === "internal") updateReplying();
+      });
+      form.addEventListener("submit", function (event) {
+        if (event.defaultPrevented) return;
+        sending = true;
+        lastTyping = 0;
+        send({ type: "typing", room: room, active: false });
+        setReplying(false);
+      });
+    }
+  })();
+
+  // --- Agent queue ----------------------------------------------------------------------------------
+  if (queueRoot) (function () {
+    var QUEUE_EVENTS = ["ticket.created", "ticket.updated", "ticket.assigned", "ticket.status_changed"];
+    var changed = {};
+    var unknown = false;
+    var paged = false;
+
+    function results() { return document.getElementById("queue-results"); }
+
+    function busy() {
+      var root = results();
+      if (!root) return false;
+      if (paged || root.querySelector(".row-check:checked, [data-select-all]:checked")) return true;
+      var action = document.getElementById("bulk-action");
+      return !!action && (action.value !== "" || action === document.activeElement);
+    }
+
+    function offer() {
+      var box = document.querySelector("[data-live-changes]");
+      if (!box) return;
+      var n = Object.keys(changed).length;
+      box.querySelector("[data-live-refresh]").textContent = unknown
+        ? "The queue may have changed — Refresh"
+        : (n === 1 ? "1 ticket changed" : n + " tickets changed") + " — Refresh";
+      if (box.hidden) app.announce("Tickets in this queue changed. Refresh to see them.");
+      box.hidden = false;
+    }
+
+    function refresh() {
+      var root = results();
+      if (!root) return null;
+      var currentRow = document.querySelector('[data-row][aria-current="true"]');
+      var currentId = currentRow && currentRow.dataset.id;
+      var hadFocus = root.contains(document.activeElement);
+      var focusRow = hadFocus && document.activeElement.closest("[data-row]");
+      var focusId = focusRow && focusRow.dataset.id;
+      return fragment(root.dataset.rowsUrl).then(function (content) {
+        var next = content.querySelector("#queue-results");
+        if (!next) return;
+        var now = results();
+        now.replaceWith(next);
+        activate(next);
+        changed = {}; unknown = false; paged = false;
+        var keep = currentId && next.querySelector('[data-row][data-id="' + currentId + '"]');
+        if (keep) keep.setAttribute("aria-current", "true");
+        if (hadFocus) {
+          var row = focusId && next.querySelector('[data-row][data-id="' + focusId + '"]');
+          var target = row ? row.querySelector(".ticket-link") : next.querySelector(".ticket-link");
+          if (target) target.focus({ preventScroll: true });
+        }
+      });
+    }
+
+    var flush = serial(function () {
+      if (!Object.keys(changed).length && !unknown) return null;
+      if (busy()) { offer(); return null; }
+      return refresh();
+    }, 1000);
+
+    handlers.event.push(function (event) {
+      if (QUEUE_EVENTS.indexOf(event.event_type) < 0) return;
+      // My own changes are on the page already (the `a` key updates its row; bulk actions
+      // reload): a row must not vanish from under the keyboard right after `a`.
+      if (event.actor && event.actor.id === me) return;
+      changed[(event.payload || {}).ticket_id || event.event_id] = true;
+      flush();
+    });
+    handlers.resync.push(function () { unknown = true; flush(); });
+
+    document.addEventListener("click", function (event) {
+      if (event.target.closest && event.target.closest("[data-live-refresh]")) {
+        var refreshed = refresh();
+        if (refreshed) refreshed.then(function () { app.announce("The queue is up to date."); });
+      }
+    });
+    document.addEventListener("htmx:beforeRequest", function (event) {
+      if (event.target.closest && event.target.closest(".load-more-item")) paged = true;
+    });
+  })();
+
+  // --- Requester's ticket ---------------------------------------------------------------------------
+  if (portalRoot) (function () {
+    var ticketId = portalRoot.dataset.livePortal;
+    var manualUntil = 0, lastTyping = 0;
+    var room = "ticket:" + ticketId;
+    rooms.push(room);
+
+    // Agents see the requester typing (never the other way round: live.md).
+    document.addEventListener("input", function (event) {
+      if (!event.target.matches || !event.target.matches("#reply-form textarea")) return;
+      if (Date.now() - lastTyping < Math.max(1, live.ttl.typing / 2) * 1000) return;
+      lastTyping = Date.now();
+      send({ type: "typing", room: room });
+    });
+    document.addEventListener("focusout", function (event) {
+      if (!lastTyping || !event.target.matches || !event.target.matches("#reply-form textarea")) return;
+      lastTyping = 0;
+      send({ type: "typing", room: room, active: false });
+    });
+
+    var poll = serial(function () {
+      var poller = document.getElementById("poller");
+      if (!poller || !window.htmx) return null;
+      manualUntil = Date.now() + 2000;
+      window.htmx.trigger(poller, "sdrefresh");
+      return null;
+    }, 150);
+
+    // The 15 s poll is the fallback: while the live connection is up, only events fetch.
+    document.addEventListener("htmx:beforeRequest", function (event) {
+      var elt = event.detail && event.detail.elt;
+      if (!elt || elt.id !== "poller") return;
+      if (Date.now() < manualUntil) manualUntil = 0;
+      else if (live.up) event.preventDefault();
+    });
+    handlers.event.push(function (event) {
+      if ((event.payload || {}).ticket_id === ticketId) poll();
+    });
+    handlers.resync.push(poll);
+  })();
+
+  connect();
 })();
