@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -49,6 +50,10 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Fewer, cheaper cyclic-GC passes: with CPython's defaults a full collection of the
+        # server's heap runs every few hundred requests and stalls every request in flight
+        # (benchmarks/README.md, "GC thresholds").
+        gc.set_threshold(*settings.gc_thresholds)
         async with live_service.running(runtime):  # live fan-out and shared cache (docs/live.md)
             yield
         await runtime.db.dispose()

@@ -151,8 +151,24 @@ class Settings(BaseSettings):
     category_cache_seconds: float = Field(300.0, alias="SERVICEDESK_CATEGORY_CACHE_SECONDS")
     ticket_cache_seconds: float = Field(60.0, alias="SERVICEDESK_TICKET_CACHE_SECONDS")
     log_level: str = Field("INFO", alias="SERVICEDESK_LOG_LEVEL")
+    gc_threshold: str = Field("50000,20,10", alias="SERVICEDESK_GC_THRESHOLD")
+    """Python's cyclic GC thresholds for server processes (gen0 allocations, gen1, gen2).
+    CPython's 700,10,10 makes full collections of a large heap stall the event loop."""
     log_json: bool = Field(True, alias="SERVICEDESK_LOG_JSON")
     run_migrations_on_start: bool = Field(True, alias="SERVICEDESK_MIGRATE_ON_START")
+
+    @field_validator("gc_threshold")
+    @classmethod
+    def _gc_threshold(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split(",")]
+        if len(parts) != 3 or not all(p.isdigit() and 0 < int(p) <= 10_000_000 for p in parts):
+            raise ValueError("three positive integers, e.g. 50000,20,10")
+        return ",".join(parts)
+
+    @property
+    def gc_thresholds(self) -> tuple[int, int, int]:
+        a, b, c = (int(p) for p in self.gc_threshold.split(","))
+        return a, b, c
 
     @field_validator("app_db_role")
     @classmethod

@@ -176,3 +176,24 @@ async def test_own_js_and_css_are_served_minified_and_cacheable(client: httpx.As
     vendor = await client.get("/static/favicon.svg?v=1")
     assert vendor.status_code == 200 and "immutable" in vendor.headers["cache-control"]
     assert (await client.get("/static/../config.py")).status_code == 404
+
+
+async def test_server_sets_the_configured_gc_thresholds(database_url: str) -> None:
+    import gc
+
+    from pydantic import ValidationError
+
+    before = gc.get_threshold()
+    served = create_app(
+        test_settings(SERVICEDESK_GC_THRESHOLD="40000, 15, 9"), database_url=database_url
+    )
+    try:
+        async with served.router.lifespan_context(served):
+            assert gc.get_threshold() == (40000, 15, 9)
+    finally:
+        gc.set_threshold(*before)
+        await served.state.runtime.db.dispose()
+    assert test_settings().gc_thresholds == (50000, 20, 10)
+    for bad in ("700,10", "0,10,10", "a,b,c", "700,10,10,10", "-1,10,10"):
+        with pytest.raises(ValidationError, match="three positive integers"):
+            test_settings(SERVICEDESK_GC_THRESHOLD=bad)
