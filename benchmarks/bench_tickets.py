@@ -757,8 +757,38 @@ class Bench:
             f"{100 * app_cpu / secs:.0f}/{100 * pg_cpu / secs:.0f}/{100 * other / secs:.0f}"
         )
 
+    def wait_jobs_idle(self, timeout: float = 300.0) -> float:
+        """Wait until the work queued by earlier requests is done: every outbox event
+        dispatched and no job waiting or running (in embedded mode the server process runs
+        them, competing with the next measurement). Returns the seconds waited."""
+        import psycopg
+
+        if self.args.database_url:
+            conninfo: dict[str, Any] = {"conninfo": self.args.database_url}
+        else:
+            conninfo = {"host": str(self.pg_dir), "user": "postgres", "dbname": "servicedesk"}
+        started = time.perf_counter()
+        with psycopg.connect(**conninfo, connect_timeout=5, autocommit=True) as conn:
+            while True:
+                row = conn.execute(
+                    "SELECT (SELECT count(*) FROM outbox_events WHERE dispatched_at IS NULL),"
+                    " (SELECT count(*) FROM procrastinate.procrastinate_jobs"
+                    "  WHERE status IN ('todo', 'doing'))"
+                ).fetchone()
+                pending = (row[0], row[1]) if row else (0, 0)
+                waited = time.perf_counter() - started
+                if pending == (0, 0) or waited > timeout:
+                    if waited > 0.5:
+                        say(
+                            f"  (background jobs of earlier requests drained in {waited:.1f} s"
+                            f"{'; gave up waiting' if pending != (0, 0) else ''})"
+                        )
+                    return waited
+                time.sleep(0.2)
+
     def wait_quiet(self) -> None:
         """Wait (up to --quiet-timeout s) until other processes use < 25% of a core."""
+        self.wait_jobs_idle()
         deadline = time.perf_counter() + self.args.quiet_timeout
         waited = False
         while True:
@@ -837,6 +867,7 @@ class Bench:
             priority = tickets[0]["priority"]
             tagged = "bulk-bench" in tickets[0].get("tags", [])
             for n in range(self.args.bulk_rounds):
+                self.wait_jobs_idle()
                 priority = "low" if priority == "high" else "high"
                 action: dict[str, Any] = {"priority": priority}
                 action["remove_tags" if tagged else "add_tags"] = ["bulk-bench"]
@@ -898,6 +929,7 @@ class Bench:
         self.wait_quiet()
         with httpx.Client(base_url=self.server.base_url, timeout=120.0) as client:
             for n in range(self.args.import_rounds):
+                self.wait_jobs_idle()
                 data = self.csv_bytes(int(time.time()) % 100000 * 10 + n)
                 headers = self.users.headers(self.admin)
                 started = time.perf_counter()
