@@ -146,7 +146,7 @@ async def test_stale_edit_shows_the_change_and_reapplies(
     assert "status → In progress" in text
     assert await page.input_value("#p-priority") == "high"
     # Focus moves to the conflict box once htmx has settled the swap (a moment after it shows).
-    await page.wait_for_function("document.activeElement.classList.contains('conflict')")
+    await page.wait_for_function("() => document.activeElement.classList.contains('conflict')")
     await page.click("button:has-text('Re-apply my change')")
     await page.wait_for_selector("#props .version-note >> text=Version 3")
     assert await page.locator("#props .conflict").count() == 0

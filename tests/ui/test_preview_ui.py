@@ -133,10 +133,13 @@ async def test_requester_previews_a_reply_and_a_new_description(
     await preview_and_check(page, "#f-body", MARKDOWN + XSS)
     await page.click("button:has-text('Send reply')")
     await page.wait_for_selector("#comment-list .comment .prose strong")
-    assert "Your reply has been added" in await page.inner_text("#live")
+    await page.wait_for_function(
+        "() => document.getElementById('live').textContent.includes('Your reply has been added')"
+    )
     # The form came back empty (htmx swap): the switch is there again, in Write mode.
     assert await page.input_value("#f-body") == ""
-    assert await page.is_visible("[data-md-mode=preview]")
+    # Revealed once htmx has settled the swap (under load, a moment after the reply shows).
+    await page.wait_for_selector("[data-md-mode=preview]", state="visible")
     assert await injected(page) == []
 
     # The new ticket's description: empty, too long (a client past maxlength), then fine.

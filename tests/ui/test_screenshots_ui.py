@@ -247,6 +247,8 @@ async def test_main_pages_render_within_budget(
                 await page.click("button:has-text('Set up two-factor authentication')")
                 await shoot(page, f"two-factor-setup-{suffix}", None)
                 await shoot(page, f"empty-closed-tickets-{suffix}", "/tickets?show=closed")
+                await shoot(page, f"notifications-{suffix}", "/notifications")
+                await shoot(page, f"notification-settings-{suffix}", "/notifications/preferences")
             await shoot(page, f"not-found-{suffix}", "/tickets/TKT2026999999")
             assert errors == [], errors
             await context.close()
