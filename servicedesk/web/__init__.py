@@ -15,6 +15,7 @@ from servicedesk.web import (
     admin_categories,
     admin_ops,
     agent,
+    agent_views,
     assets,
     auth_pages,
     live_pages,
@@ -44,6 +45,7 @@ def install(app: FastAPI) -> None:
         app.include_router(router)
     app.include_router(live_pages.router)
     app.include_router(agent.router)
+    app.include_router(agent_views.router)
     app.include_router(notifications_pages.router)
     app.include_router(preview.router)
     app.add_exception_handler(LoginRequired, _login_required)

@@ -29,7 +29,6 @@ from servicedesk.models import (
     Attachment,
     Priority,
     Role,
-    SavedView,
     Ticket,
     TicketStatus,
     User,
@@ -42,10 +41,10 @@ from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters
 from servicedesk.tickets.schemas import CategoryRead, CommentCreate, StatusChange, TicketUpdate
 from servicedesk.web import ticket_fields
+from servicedesk.web.agent_history import history_rows
 from servicedesk.web.forms import (
     FORM_ERROR,
     FieldErrors,
-    PostedForm,
     UserForm,
     app_errors,
     inspect_files,
@@ -396,82 +395,6 @@ async def bulk_action(
     return redirect(request, f"{back}{sep}{urlencode(notice)}")
 
 
-ACTIONS = {
-    "ticket.created": "opened the ticket",
-    "ticket.updated": "changed the ticket",
-    "ticket.assigned": "changed the assignee",
-    "ticket.bulk_updated": "changed the ticket (bulk action)",
-    "ticket.status_changed": "changed the status",
-    "comment.created": "added a comment",
-    "comment.updated": "edited a comment",
-    "comment.deleted": "deleted a comment",
-    "attachment.added": "attached a file",
-    "attachment.deleted": "removed a file",
-}
-SHOWN_CHANGES = {
-    "status": "Status",
-    "priority": "Priority",
-    "assignee_id": "Assignee",
-    "department_id": "Department",
-    "category_id": "Category",
-    "subcategory_id": "Sub-category",
-    "tags": "Tags",
-    "subject": "Subject",
-    "rejection_reason": "Reason",
-    "filename": "File",
-}
-
-
-def _history_rows(
-    entries: list[Any], users: dict[uuid.UUID, User], cats: dict[uuid.UUID, CategoryRead]
-) -> list[dict[str, Any]]:
-    """Audit entries as sentences: who did what, and the before → after of known fields."""
-
-    def text(key: str, value: Any) -> str:
-        if value is None or value == [] or value == "":
-            return "none"
-        if isinstance(value, list):
-            return ", ".join(str(v) for v in value)
-        if key == "status":
-            return STATUS_LABELS.get(str(value), str(value))
-        if key == "priority":
-            return PRIORITY_LABELS.get(str(value), str(value))
-        try:
-            ref = uuid.UUID(str(value))
-        except ValueError:
-            return str(value)
-        if ref in users:
-            return users[ref].full_name
-        if ref in cats:
-            return cats[ref].name
-        return "another record"
-
-    rows = []
-    for e in reversed(entries):
-        new = e.new_values or {}
-        old = e.old_values or {}
-        what = ACTIONS.get(e.action, e.action)
-        if e.action == "comment.created":
-            what = "added an internal note" if new.get("is_internal") else "replied"
-        changes = []
-        if e.action != "ticket.created":
-            changes = [
-                (label, text(k, old.get(k)) if k in old else None, text(k, new[k]))
-                for k, label in SHOWN_CHANGES.items()
-                if k in new
-            ]
-        who = users.get(e.actor_id) if e.actor_id else None
-        rows.append(
-            {
-                "who": who.full_name if who else "System",
-                "what": what,
-                "changes": changes,
-                "at": e.created_at,
-            }
-        )
-    return rows
-
-
 # A ticket ------------------------------------------------------------------------------------
 
 
@@ -593,7 +516,7 @@ async def _ticket_page(
             "authors": authors,
             "requester": requester,
             "others": others,
-            "entries": _history_rows(entries, authors, by_id),
+            "entries": history_rows(entries, authors, by_id),
             "category_name": ticket_fields.category_label(
                 by_id, ticket.category_id, ticket.subcategory_id
             ),
@@ -806,176 +729,14 @@ async def edit_property(
     )
 
 
-# Saved views ---------------------------------------------------------------------------------
+# Saved views: the routes are in web/agent_views.py ------------------------------------
 
-VIEW_NAME_MAX = 100
 _EMPTY_VIEW_FORM: dict[str, Any] = {"kind": "", "name": "", "errors": {}}
 
 
 def _view_form(request: Request) -> dict[str, Any]:
-    """The save or rename form coming back with errors (set by the POST routes below)."""
+    """The save or rename form coming back with errors (set by the POST routes in agent_views)."""
     return getattr(request.state, "view_form", None) or _EMPTY_VIEW_FORM
-
-
-def _view_name_error(name: str) -> str | None:
-    if not name:
-        return "Give the view a name."
-    if len(name) > VIEW_NAME_MAX:
-        return f"At most {VIEW_NAME_MAX} characters."
-    return None
-
-
-async def _view_id(session: AsyncSession, user: User, raw: str) -> uuid.UUID:
-    """The id of one of the user's own views; anything else (someone else's, another
-    organization's, not an id) is the same 404."""
-    try:
-        view_id = uuid.UUID(raw)
-    except ValueError:
-        raise NotFound("Saved view not found.") from None
-    return (await views.get_view(session, user.id, view_id)).id
-
-
-def _current_filters(
-    form: PostedForm, saved: list[SavedView]
-) -> tuple[dict[str, str], views.ViewFilters | None]:
-    """The queue's state as the save form posted it, and the filters a view stores for it: the
-    tab's own filters (a queue's, or the view's), then the filter form's on top."""
-    state = {k: form.get(k).strip() for k in ("tab", "status", "priority", "category", "assignee")}
-    state["sort"] = _one_of(form.get("sort"), set(SORTS)) or "updated"
-    state["q"] = form.get("q").strip()[:200]
-    data: dict[str, Any] = {}
-    shown = next((v for v in saved if f"view-{v.id}" == state["tab"]), None)
-    if shown is not None:
-        data = dict(shown.filters)
-    elif state["tab"] in TABS:
-        base = TABS[state["tab"]][1]
-        data["status"] = list(base.statuses)
-        if base.assignee:
-            data["assignee"] = base.assignee
-    for key, target in (("status", "status"), ("priority", "priority")):
-        if state[key]:
-            data[target] = [state[key]]
-    if state["category"]:
-        data["category_id"] = state["category"]
-    if state["assignee"]:
-        data["assignee"] = state["assignee"]
-    if state["q"]:
-        data["q"] = state["q"]
-    if "sort" in data or state["sort"] != "updated":
-        data["sort"] = state["sort"]
-    try:
-        return state, views.ViewFilters.model_validate(data)
-    except ValidationError:
-        return state, None
-
-
-async def _queue_with_form(
-    request: Request,
-    tenant: Tenant,
-    session: AsyncSession,
-    user: User,
-    state: dict[str, str],
-    form: dict[str, Any],
-) -> Response:
-    """The queue again, in the state it was posted from, with the view form and its errors."""
-    request.state.view_form = form
-    response = await queue(
-        request,
-        tenant,
-        session,
-        user,
-        tab=state.get("tab") or "mine",
-        status=state.get("status") or None,
-        priority=state.get("priority") or None,
-        category=state.get("category") or None,
-        assignee=state.get("assignee") or None,
-        sort=state.get("sort") or "updated",
-        q=state.get("q") or None,
-        cursor=None,
-        notice=None,
-    )
-    response.status_code = 422
-    return response
-
-
-@router.post("/views")
-async def save_view(
-    request: Request,
-    form: UserForm,
-    tenant: CurrentTenant,
-    session: TenantSession,
-    user: PageUser,
-) -> Response:
-    _staff(user, tenant)
-    name = form.get("view_name").strip()
-    saved = await views.list_views(session, user.id)
-    state, filters = _current_filters(form, saved)
-    errors: FieldErrors = {}
-    if error := _view_name_error(name):
-        errors["view_name"] = error
-    elif filters is None:
-        errors[FORM_ERROR] = "These filters cannot be saved; reset them and try again."
-    else:
-        try:
-            async with session.begin_nested():
-                view = await views.create_view(
-                    session,
-                    organization_id=tenant.id,
-                    user_id=user.id,
-                    data=views.SavedViewCreate(name=name, filters=filters),
-                )
-        except AppError as exc:
-            if exc.status >= 500:
-                raise
-            errors["view_name"] = exc.detail
-        else:
-            return redirect(request, f"/agent?tab=view-{view.id}&notice=view_saved")
-    form_state = {"kind": "save", "name": name, "errors": errors}
-    return await _queue_with_form(request, tenant, session, user, state, form_state)
-
-
-@router.post("/views/{view_id}")
-async def rename_view(
-    request: Request,
-    view_id: str,
-    form: UserForm,
-    tenant: CurrentTenant,
-    session: TenantSession,
-    user: PageUser,
-) -> Response:
-    _staff(user, tenant)
-    found = await _view_id(session, user, view_id)
-    name = form.get("new_name").strip()
-    errors: FieldErrors = {}
-    if error := _view_name_error(name):
-        errors["new_name"] = error
-    else:
-        try:
-            async with session.begin_nested():
-                await views.update_view(session, user.id, found, views.SavedViewUpdate(name=name))
-        except AppError as exc:
-            if exc.status >= 500:
-                raise
-            errors["new_name"] = exc.detail
-        else:
-            return redirect(request, f"/agent?tab=view-{found}&notice=view_renamed")
-    state = {"tab": f"view-{found}"}
-    form_state = {"kind": "rename", "name": name, "errors": errors}
-    return await _queue_with_form(request, tenant, session, user, state, form_state)
-
-
-@router.post("/views/{view_id}/delete")
-async def delete_view(
-    request: Request,
-    view_id: str,
-    form: UserForm,
-    tenant: CurrentTenant,
-    session: TenantSession,
-    user: PageUser,
-) -> Response:
-    _staff(user, tenant)
-    await views.delete_view(session, user.id, await _view_id(session, user, view_id))
-    return redirect(request, "/agent?notice=view_deleted")
 
 
 # Rejecting a ticket --------------------------------------------------------------------------
