@@ -57,6 +57,29 @@ def _table(model: Any) -> Table:
     return cast(Table, model.__table__)
 
 
+async def _recent_pairs(
+    session: AsyncSession,
+    model: type[Email] | type[PushMessage],
+    keys: Sequence[tuple[uuid.UUID, str]],
+    since: datetime,
+) -> set[tuple[uuid.UUID, str]]:
+    """Those of the (user, dedup key) pairs `keys` with a row of `model` since `since`: one
+    query for any number of pairs (de-duplication of a whole fan-out)."""
+    if not keys:
+        return set()
+    query = (
+        select(model.user_id, model.dedup_key)
+        .where(
+            _any(model.user_id, sorted({u for u, _ in keys})),
+            _any(model.dedup_key, sorted({k for _, k in keys}), String()),
+            model.created_at >= since,
+        )
+        .distinct()
+    )
+    found = {(u, k) for u, k in (await session.execute(query)).all() if u and k}
+    return found & set(keys)
+
+
 async def _insert_many(
     session: AsyncSession, statement: Any, rows: Sequence[dict[str, Any]]
 ) -> list[tuple[Any, ...]]:
@@ -316,19 +339,7 @@ class EmailRepository:
         self, keys: Sequence[tuple[uuid.UUID, str]], *, since: datetime
     ) -> set[tuple[uuid.UUID, str]]:
         """Those (user, dedup key) pairs with an email since `since`."""
-        if not keys:
-            return set()
-        query = (
-            select(Email.user_id, Email.dedup_key)
-            .where(
-                _any(Email.user_id, sorted({u for u, _ in keys})),
-                _any(Email.dedup_key, sorted({k for _, k in keys}), String()),
-                Email.created_at >= since,
-            )
-            .distinct()
-        )
-        found = {(u, k) for u, k in (await self.session.execute(query)).all() if u and k}
-        return found & set(keys)
+        return await _recent_pairs(self.session, Email, keys, since)
 
     async def count_individual_many(
         self, user_ids: Sequence[uuid.UUID], *, since: datetime
@@ -443,19 +454,8 @@ class PushRepository:
     async def recent_pairs(
         self, keys: Sequence[tuple[uuid.UUID, str]], *, since: datetime
     ) -> set[tuple[uuid.UUID, str]]:
-        if not keys:
-            return set()
-        query = (
-            select(PushMessage.user_id, PushMessage.dedup_key)
-            .where(
-                _any(PushMessage.user_id, sorted({u for u, _ in keys})),
-                _any(PushMessage.dedup_key, sorted({k for _, k in keys}), String()),
-                PushMessage.created_at >= since,
-            )
-            .distinct()
-        )
-        found = {(u, k) for u, k in (await self.session.execute(query)).all() if k}
-        return found & set(keys)
+        """Those (user, dedup key) pairs with a push message since `since`."""
+        return await _recent_pairs(self.session, PushMessage, keys, since)
 
     async def add_messages(self, rows: Sequence[dict[str, Any]]) -> dict[uuid.UUID, uuid.UUID]:
         """Insert each unless (event, user) exists: user id → the new id."""

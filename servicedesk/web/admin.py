@@ -507,7 +507,7 @@ async def save_settings(
 # Audit log -----------------------------------------------------------------------------------
 
 
-def _day(value: str, tz: str) -> datetime | None:
+def day_start(value: str, tz: str) -> datetime | None:
     """The start of a `YYYY-MM-DD` day in the admin's zone, or None."""
     try:
         day = date.fromisoformat(value)
@@ -532,8 +532,8 @@ async def audit_page(
     prefix = action.strip()
     if prefix and not prefix.endswith(".") and "." not in prefix:
         prefix += "."  # "user" means every user action
-    start = _day(since, admin.timezone) if since else None
-    end = _day(until, admin.timezone) if until else None
+    start = day_start(since, admin.timezone) if since else None
+    end = day_start(until, admin.timezone) if until else None
     if since and start is None:
         errors["since"] = "Enter a date like 2026-11-25."
     if until and end is None:

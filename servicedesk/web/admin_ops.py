@@ -24,8 +24,7 @@ from servicedesk.core.runtime import get_runtime
 from servicedesk.core.security import hash_token
 from servicedesk.jobs import service as jobs
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
-from servicedesk.web.admin import AdminPage, admin_context
-from servicedesk.web.admin import _day as day_start
+from servicedesk.web.admin import AdminPage, admin_context, day_start
 from servicedesk.web.forms import FieldErrors, UserForm
 from servicedesk.web.session import is_htmx, redirect
 from servicedesk.web.templating import render

@@ -12,11 +12,12 @@ import html
 import re
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from markupsafe import Markup, escape
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +27,6 @@ from servicedesk.core.errors import AppError, BadRequest, Forbidden, NotFound
 from servicedesk.core.pagination import decode_cursor, encode_cursor
 from servicedesk.core.runtime import get_runtime
 from servicedesk.models import (
-    Attachment,
     Priority,
     Role,
     Ticket,
@@ -42,6 +42,7 @@ from servicedesk.tickets.repository import HL_START, HL_STOP, TicketFilters
 from servicedesk.tickets.schemas import CategoryRead, CommentCreate, StatusChange, TicketUpdate
 from servicedesk.web import ticket_fields
 from servicedesk.web.agent_history import history_rows
+from servicedesk.web.conversation import conversation
 from servicedesk.web.forms import (
     FORM_ERROR,
     FieldErrors,
@@ -137,35 +138,34 @@ SortQ = Annotated[str, Query(pattern="^(updated|submitted|priority)$")]
 SearchQ = Annotated[str | None, Query(max_length=200)]
 
 
+@dataclass(frozen=True)
+class QueueQuery:
+    """What a queue page is asked for: the tab (a queue or `view-<id>`), filters, sort and
+    search. FastAPI reads it from the query string (`QueueParams`)."""
+
+    tab: Tab = "mine"
+    status: StatusQ = None
+    priority: PriorityQ = None
+    category: CategoryQ = None
+    assignee: AssigneeQ = None
+    sort: SortQ = "updated"
+    q: SearchQ = None
+
+
+QueueParams = Annotated[QueueQuery, Depends()]
+
+
 @router.get("")
 async def queue(
     request: Request,
     tenant: CurrentTenant,
     session: TenantSession,
     user: PageUser,
-    tab: Tab = "mine",
-    status: StatusQ = None,
-    priority: PriorityQ = None,
-    category: CategoryQ = None,
-    assignee: AssigneeQ = None,
-    sort: SortQ = "updated",
-    q: SearchQ = None,
+    asked: QueueParams,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     notice: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    context = await queue_context(
-        request,
-        session,
-        _staff(user, tenant),
-        tab=tab,
-        status=status,
-        priority=priority,
-        category=category,
-        assignee=assignee,
-        sort=sort,
-        q=q,
-        cursor=cursor,
-    )
+    context = await queue_context(request, session, _staff(user, tenant), asked, cursor=cursor)
     context["notice"] = queue_notice(notice, request.query_params)
     if cursor and is_htmx(request):
         return render(request, "agent/_rows.html", context)
@@ -176,18 +176,14 @@ async def queue_context(
     request: Request,
     session: AsyncSession,
     viewer: Viewer,
+    asked: QueueQuery,
     *,
-    tab: str,
-    status: str | None,
-    priority: str | None,
-    category: str | None,
-    assignee: str | None,
-    sort: str,
-    q: str | None,
     cursor: str | None,
 ) -> dict[str, Any]:
     """One page of a queue tab or saved view with the filters, sort and search applied (also
     what the live client re-renders when tickets change: `live_pages.queue_rows`)."""
+    tab, status, priority, category = asked.tab, asked.status, asked.priority, asked.category
+    assignee, sort, q = asked.assignee, asked.sort, asked.q
     user = viewer.user
     saved = await views.list_views(session, user.id)
     view = next((v for v in saved if f"view-{v.id}" == tab), None)
@@ -447,21 +443,7 @@ async def thread_context(
     request: Request, session: AsyncSession, viewer: Viewer, tenant: Tenant, ticket: Ticket
 ) -> dict[str, Any]:
     """The conversation as staff see it (replies and internal notes), with authors and files."""
-    runtime = get_runtime(request)
-    thread = await comments.list_comments(session, viewer, ticket)
-    files = await attachments.list_attachments(session, viewer, ticket.id)
-    authors = {u.id: u for u in await accounts.get_users(session, [c.author_id for c in thread])}
-    links = {a.id: attachments.link_for(runtime, tenant, viewer.user.id, a.id)[0] for a in files}
-    by_comment: dict[uuid.UUID | None, list[Attachment]] = {}
-    for a in files:
-        by_comment.setdefault(a.comment_id, []).append(a)
-    return {
-        "comments": thread,
-        "authors": authors,
-        "files": files,
-        "files_by_comment": by_comment,
-        "links": links,
-    }
+    return await conversation(request, session, viewer, tenant, ticket, public_only=False)
 
 
 async def _ticket_page(
@@ -664,6 +646,24 @@ def _shown(field: str, value: str, ctx: dict[str, Any]) -> str:
     return choices.get(value, value)
 
 
+async def _stale_edit(
+    session: AsyncSession, viewer: Viewer, ticket: Ticket, seen: dict[str, str], ctx: dict[str, Any]
+) -> tuple[str, str, list[tuple[str, str]]]:
+    """For a stale edit: who changed the ticket last, which properties differ from the ones the
+    page showed (`seen`), and their current values as the panel shows them."""
+    current = ctx["props"]
+    changed = [p for p in PROPERTIES if seen[p] != current[p]]
+    entries = await history.ticket_history(session, viewer, ticket)
+    actor_ids = [e.actor_id for e in entries if e.table_name == "tickets" and e.actor_id]
+    who = "Someone"
+    if actor_ids:
+        found = await accounts.get_users(session, [actor_ids[-1]])
+        if found:
+            who = "You (in another tab)" if found[0].id == viewer.user.id else found[0].first_name
+    what = ", ".join(PROPERTY_LABELS[p] for p in changed) or "this ticket"
+    return who, what, [(PROPERTY_LABELS[p], _shown(p, current[p], ctx)) for p in changed]
+
+
 @router.post("/tickets/{number}/properties")
 async def edit_property(
     request: Request,
@@ -700,21 +700,12 @@ async def edit_property(
     await session.refresh(ticket)
     ctx = await _panel_context(session, viewer, tenant, ticket, cats)
     if conflict is not None:
-        current = ctx["props"]
-        changed = [p for p in PROPERTIES if seen[p] != current[p]]
-        entries = await history.ticket_history(session, viewer, ticket)
-        actor_ids = [e.actor_id for e in entries if e.table_name == "tickets" and e.actor_id]
-        who = "Someone"
-        if actor_ids:
-            found = await accounts.get_users(session, [actor_ids[-1]])
-            if found:
-                who = "You (in another tab)" if found[0].id == user.id else found[0].first_name
-        what = ", ".join(PROPERTY_LABELS[p] for p in changed) or "this ticket"
+        who, what, changes = await _stale_edit(session, viewer, ticket, seen, ctx)
         conflict.update(
             message=f"{who} changed {what}; your change was not applied — re-apply?",
             label=PROPERTY_LABELS[field],
             shown=_shown(field, value, ctx),
-            changes=[(PROPERTY_LABELS[p], _shown(p, current[p], ctx)) for p in changed],
+            changes=changes,
         )
         ctx["conflict"] = conflict
     ctx["props_error"] = error
@@ -748,23 +739,14 @@ async def _conflict_on_reject(
     session: AsyncSession, viewer: Viewer, ticket: Ticket, seen: dict[str, str], ctx: dict[str, Any]
 ) -> dict[str, Any]:
     """The stale-edit box for a rejection: who changed what since the page was shown."""
-    current = ctx["props"]
-    changed = [p for p in PROPERTIES if seen[p] != current[p]]
-    entries = await history.ticket_history(session, viewer, ticket)
-    actor_ids = [e.actor_id for e in entries if e.table_name == "tickets" and e.actor_id]
-    who = "Someone"
-    if actor_ids:
-        found = await accounts.get_users(session, [actor_ids[-1]])
-        if found:
-            who = "You (in another tab)" if found[0].id == viewer.user.id else found[0].first_name
-    what = ", ".join(PROPERTY_LABELS[p] for p in changed) or "this ticket"
+    who, what, changes = await _stale_edit(session, viewer, ticket, seen, ctx)
     return {
         "field": "status",
         "value": str(TicketStatus.REJECTED),
         "message": f"{who} changed {what}; the ticket was not rejected — reject it anyway?",
         "label": "status",
         "shown": STATUS_LABELS[str(TicketStatus.REJECTED)],
-        "changes": [(PROPERTY_LABELS[p], _shown(p, current[p], ctx)) for p in changed],
+        "changes": changes,
     }
 
 

@@ -18,7 +18,7 @@ from servicedesk.models import SavedView, User
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
 from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import views
-from servicedesk.web.agent import SORTS, TABS, _one_of, _staff, queue
+from servicedesk.web.agent import SORTS, TABS, QueueQuery, _one_of, _staff, queue
 from servicedesk.web.forms import FORM_ERROR, FieldErrors, PostedForm, UserForm
 from servicedesk.web.session import PageUser, redirect
 
@@ -94,13 +94,15 @@ async def _queue_with_form(
         tenant,
         session,
         user,
-        tab=state.get("tab") or "mine",
-        status=state.get("status") or None,
-        priority=state.get("priority") or None,
-        category=state.get("category") or None,
-        assignee=state.get("assignee") or None,
-        sort=state.get("sort") or "updated",
-        q=state.get("q") or None,
+        QueueQuery(
+            tab=state.get("tab") or "mine",
+            status=state.get("status") or None,
+            priority=state.get("priority") or None,
+            category=state.get("category") or None,
+            assignee=state.get("assignee") or None,
+            sort=state.get("sort") or "updated",
+            q=state.get("q") or None,
+        ),
         cursor=None,
         notice=None,
     )

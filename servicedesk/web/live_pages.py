@@ -17,13 +17,7 @@ from servicedesk.core.errors import BadRequest
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
 from servicedesk.tickets import categories
 from servicedesk.web.agent import (
-    AssigneeQ,
-    CategoryQ,
-    PriorityQ,
-    SearchQ,
-    SortQ,
-    StatusQ,
-    Tab,
+    QueueParams,
     _panel_context,
     _staff,
     _ticket,
@@ -60,28 +54,10 @@ async def queue_rows(
     tenant: CurrentTenant,
     session: TenantSession,
     user: PageUser,
-    tab: Tab = "mine",
-    status: StatusQ = None,
-    priority: PriorityQ = None,
-    category: CategoryQ = None,
-    assignee: AssigneeQ = None,
-    sort: SortQ = "updated",
-    q: SearchQ = None,
+    asked: QueueParams,
 ) -> Response:
     """The first page of the queue with the same filters (bulk bar, rows or the empty state)."""
-    context = await queue_context(
-        request,
-        session,
-        _staff(user, tenant),
-        tab=tab,
-        status=status,
-        priority=priority,
-        category=category,
-        assignee=assignee,
-        sort=sort,
-        q=q,
-        cursor=None,
-    )
+    context = await queue_context(request, session, _staff(user, tenant), asked, cursor=None)
     return render(request, "agent/_results.html", context)
 
 

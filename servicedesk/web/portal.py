@@ -17,11 +17,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from servicedesk.accounts import service as accounts
 from servicedesk.core.errors import AppError, BadRequest, NotFound
 from servicedesk.core.pagination import decode_cursor, encode_cursor
 from servicedesk.core.runtime import get_runtime
-from servicedesk.models import Attachment, Channel, Comment, Priority, Ticket
+from servicedesk.models import Channel, Comment, Priority, Ticket
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
 from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import attachments, categories, comments, workflow
@@ -30,6 +29,7 @@ from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.repository import TicketFilters
 from servicedesk.tickets.schemas import CategoryRead, CommentCreate, StatusChange, TicketCreate
 from servicedesk.web import ticket_fields
+from servicedesk.web.conversation import conversation
 from servicedesk.web.forms import (
     FORM_ERROR,
     FieldErrors,
@@ -253,26 +253,10 @@ async def _conversation(
     ticket: Ticket,
 ) -> dict[str, Any]:
     """The public comments with their authors and files, and the ticket's own files."""
-    runtime = get_runtime(request)
-    public = [c for c in await comments.list_comments(session, viewer, ticket) if not c.is_internal]
-    files = [
-        a
-        for a in await attachments.list_attachments(session, viewer, ticket.id)
-        if not a.is_internal
-    ]
-    authors = {u.id: u for u in await accounts.get_users(session, [c.author_id for c in public])}
-    links = {a.id: attachments.link_for(runtime, tenant, viewer.user.id, a.id)[0] for a in files}
-    by_comment: dict[uuid.UUID | None, list[Attachment]] = {}
-    for a in files:
-        by_comment.setdefault(a.comment_id, []).append(a)
-    return {
-        "comments": public,
-        "authors": authors,
-        "files_by_comment": by_comment,
-        "links": links,
-        # Where the next poll starts: the last reply, or the ticket itself when none yet.
-        "after": (public[-1].created_at if public else ticket.submitted_at).isoformat(),
-    }
+    public = await conversation(request, session, viewer, tenant, ticket, public_only=True)
+    last = public["comments"][-1].created_at if public["comments"] else ticket.submitted_at
+    # Where the next poll starts: the last reply, or the ticket itself when none yet.
+    return {**public, "after": last.isoformat()}
 
 
 def _ticket_context(
@@ -339,12 +323,12 @@ async def ticket_page(
     return await _ticket_page(request, session, viewer, tenant, ticket, notice=notice)
 
 
-def _parse_after(value: str | None) -> datetime | None:
+def _form_after(value: str | None) -> datetime | None:
+    """The reply form's hidden `after`: like the fragments' cursor, but a bad one means none."""
     try:
-        parsed = datetime.fromisoformat(value) if value else None
-    except ValueError:
+        return parse_after(value)
+    except BadRequest:
         return None
-    return parsed if parsed is None or parsed.tzinfo is not None else None
 
 
 async def _updates(
@@ -463,7 +447,7 @@ async def reply(
         viewer,
         tenant,
         ticket,
-        after=_parse_after(form.get("after")),
+        after=_form_after(form.get("after")),
         own=comment.id if comment else None,
     )
     if comment is not None:
