@@ -147,9 +147,11 @@ class Capture:
     def _hook(self, conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
         self.statements.append((statement, parameters))
 
-    def last_select(self) -> tuple[str, Any]:
-        for statement, parameters in reversed(self.statements):
-            if statement.lstrip().upper().startswith("SELECT") and "tickets" in statement:
+    def first_select(self) -> tuple[str, Any]:
+        """The first ticket query of the call (the search's matching statement, not the
+        second one that loads the page by id)."""
+        for statement, parameters in self.statements:
+            if statement.lstrip().upper().startswith("SELECT") and "ticket" in statement:
                 return statement, parameters
         raise RuntimeError("no ticket query captured")
 
@@ -171,13 +173,13 @@ async def explain(
     call: Callable[[], Awaitable[Any]],
     rewrite: Callable[[str], str] | None = None,
 ) -> tuple[str, float]:
-    capture.statements.clear()
     timings = []
     for _ in range(3):  # warm the caches; keep the last wall time for reference
+        capture.statements.clear()
         started = time.perf_counter()
         result = await call()
         timings.append((time.perf_counter() - started) * 1000)
-    statement, parameters = capture.last_select()
+    statement, parameters = capture.first_select()
     if rewrite is not None:
         statement = rewrite(statement)
     conn = await session.connection()
@@ -284,14 +286,18 @@ async def run(args: argparse.Namespace, url: str) -> None:
                     queue(requester, TicketFilters()),
                 ),
             ]
+            # Both statements the service may run: exact matches (a first page stops there
+            # when they fill it) and, for few exact matches, exact + fuzzy subject matches.
             for term in terms:
-                cases.append(
-                    (
-                        "search",
-                        f"search q={term!r}",
-                        partial(repo.search, agent, TicketFilters(), term, after=None, limit=26),
+                for fuzzy in (False, True):
+                    call = partial(repo.search, agent, TicketFilters(), term, after=None, limit=26)
+                    cases.append(
+                        (
+                            "search",
+                            f"search q={term!r} ({'with fuzzy subjects' if fuzzy else 'exact'})",
+                            partial(call, fuzzy=fuzzy),
+                        )
                     )
-                )
             return cases
 
         async with db.tenant_session(org.id) as session:

@@ -4,7 +4,9 @@ CSRF on every form, and queue notices that only ever come from fixed keys."""
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -397,3 +399,28 @@ async def test_requester_panel_links_their_other_tickets(app: object, desk: Desk
             f'<a href="/t/{desk.org.slug}/agent/tickets/{first["number"]}">Keyboard lost a key</a>'
         )
         assert link in r.text
+
+
+async def test_search_load_more_walks_the_matches_once(app: object, desk: Desk) -> None:
+    filed = {
+        (await desk.file(subject=f"Docking station flickers {i}"))["number"] for i in range(27)
+    }
+    async with browser_for(app, desk.agent) as c:
+        r = await c.get(page(desk.org, "/agent"), params={"tab": "open", "q": "docking"})
+        assert r.status_code == 200 and r.text.count("data-row ") == 25
+        found = re.search(r'class="btn btn-secondary" href="([^"]+)"[^>]*>Load more', r.text)
+        assert found, "no Load more link"
+        link = html.unescape(found.group(1))
+        first = set(re.findall(r"TKT\d{10}", r.text)) & filed
+        r = await c.get(link)
+        assert r.status_code == 200 and r.text.count("data-row ") == 2
+        second = set(re.findall(r"TKT\d{10}", r.text)) & filed
+        assert first | second == filed and not first & second
+        # A cursor whose search rule was altered is refused, not guessed at.
+        cursor = re.search(r"cursor=([^&]+)", link)
+        assert cursor
+        values = json.loads(base64.urlsafe_b64decode(cursor.group(1) + "=" * 4))
+        assert values[0] == "exact"
+        forged = base64.urlsafe_b64encode(json.dumps(["loose", *values[1:]]).encode()).decode()
+        r = await c.get(link.replace(cursor.group(1), forged.rstrip("=")))
+        assert r.status_code == 400

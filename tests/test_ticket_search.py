@@ -426,6 +426,59 @@ async def test_a_misspelled_subject_word_finds_the_ticket(desk: Desk) -> None:
     assert await desk.search("scanner") == []
 
 
+async def test_fuzzy_subject_matches_only_when_exact_matches_do_not_fill_the_page(
+    desk: Desk,
+) -> None:
+    """A word that matches many tickets exactly shows only those, on every page; a word with
+    few exact matches also lists subjects that are merely like it."""
+    exact = {(await desk.file(subject=f"Printer offline on floor {i}"))["id"] for i in range(5)}
+    like = (await desk.file(subject="Printr offline downstairs"))["id"]  # "printr": fuzzy only
+
+    async def pages(q: str, limit: int) -> list[list[str]]:
+        out: list[list[str]] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"q": q, "limit": limit}
+            if cursor:
+                params["cursor"] = cursor
+            r = await desk.client.get(TICKETS, params=params, headers=desk.admin.headers)
+            assert r.status_code == 200, r.text
+            out.append([t["id"] for t in r.json()["items"]])
+            cursor = r.json()["next_cursor"]
+            if not cursor:
+                return out
+
+    # 5 exact matches fill pages of 2: exact only, on every page.
+    walked = await pages("printer", 2)
+    assert [len(p) for p in walked] == [2, 2, 1]
+    assert {i for p in walked for i in p} == exact
+    # Pages of 10 are not filled by the 5 exact ones: the fuzzy one joins them, ranked after.
+    [page] = await pages("printer", 10)
+    assert set(page) == exact | {like} and page[-1] == like
+    # The rule a first page chose holds for the next pages, whatever is filed in between.
+    r = await desk.client.get(
+        TICKETS, params={"q": "printr", "limit": 1}, headers=desk.admin.headers
+    )
+    first = r.json()
+    assert [t["id"] for t in first["items"]] == [like]
+    cursor = first["next_cursor"]
+    assert cursor
+    r = await desk.client.get(
+        TICKETS, params={"q": "printr", "limit": 1, "cursor": cursor}, headers=desk.admin.headers
+    )
+    assert r.status_code == 200 and r.json()["items"][0]["id"] in exact
+    # A cursor naming no known rule is refused.
+    mode, *rest = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))[1:]
+    assert mode == "fuzzy"
+    for bad in ("loose", 1, None):
+        r = await desk.client.get(
+            TICKETS,
+            params={"q": "printr", "cursor": _token(["search", bad, *rest])},
+            headers=desk.admin.headers,
+        )
+        problem(r, 400, "invalid_cursor")
+
+
 HOSTILE = [
     "'; DROP TABLE tickets; --",
     "%",

@@ -240,24 +240,24 @@ async def list_tickets(
         updated_to=updated_to,
     )
     if q and q.strip():
-        after = None
+        after, fuzzy = None, None
         if cursor:
-            kind, score, last_id = decode_cursor(cursor, str, float, uuid.UUID)
-            if kind != "search":
+            kind, mode, score, last_id = decode_cursor(cursor, str, str, float, uuid.UUID)
+            if kind != "search" or mode not in service.SEARCH_MODES:
                 raise BadRequest("The cursor belongs to another listing.", code="invalid_cursor")
-            after = (score, last_id)
+            after, fuzzy = (score, last_id), mode == "fuzzy"
         found = await service.search_tickets(
-            session, viewer, filters, q.strip(), after=after, limit=limit + 1
+            session, viewer, filters, q.strip(), after=after, fuzzy=fuzzy, limit=limit + 1
         )
         items = []
-        for ticket, score, headline in found[:limit]:
+        for ticket, score, headline in found.rows[:limit]:
             summary = TicketSummary.model_validate(ticket)
             summary.rank, summary.headline = score, _headline(headline)
             items.append(summary)
         next_cursor = None
-        if len(found) > limit:
-            last, score, _ = found[limit - 1]
-            next_cursor = encode_cursor("search", score, last.id)
+        if len(found.rows) > limit:
+            last, score, _ = found.rows[limit - 1]
+            next_cursor = encode_cursor("search", service.SEARCH_MODES[found.fuzzy], score, last.id)
         return TicketPage(items=items, next_cursor=next_cursor)
 
     after_key = None

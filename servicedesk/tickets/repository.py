@@ -198,29 +198,38 @@ class TicketRepository:
         filters: TicketFilters,
         text_query: str,
         *,
+        fuzzy: bool,
         after: tuple[float, uuid.UUID] | None,
         limit: int,
     ) -> builtins.list[tuple[Ticket, float, str]]:
-        """Full-text (weighted tsvector) plus fuzzy number/subject matches, best first.
+        """Full-text (weighted tsvector) and ticket-number-prefix matches, best first; with
+        `fuzzy`, also subjects with a word like the query (pg_trgm).
 
         Matching runs on `ticket_search_scope` (tenant condition in the view, indexes usable),
         the page of tickets is then loaded by id through RLS like every other read.
+
+        The fuzzy part is the expensive one (a trigram index scan, and a similarity per
+        candidate: together about three quarters of a broad query's time at 1M tickets,
+        benchmarks/README.md), so `tickets.service.search_tickets` asks for it only when the
+        exact matches do not fill a page.
         """
         v = SEARCH_SCOPE.c
         tsq = func.websearch_to_tsquery("english", text_query)
         fts = v.search_vector.op("@@")(tsq)
-        # pg_trgm word similarity: the query is like a word (or run of words) of the subject,
-        # so a misspelled word finds a long subject (`%` compares with the whole subject).
-        fuzzy_subject = v.subject.op("%>")(text_query)
         number_match = v.number.like(like_prefix(text_query.strip().upper()))
-        score = (
-            func.ts_rank_cd(v.search_vector, tsq)
-            + func.similarity(v.subject, text_query) * 0.5
-            + case((number_match, 10.0), else_=0.0)
-        ).label("score")
+        score: ColumnElement[float] = func.ts_rank_cd(v.search_vector, tsq) + case(
+            (number_match, 10.0), else_=0.0
+        )
+        matching: ColumnElement[bool] = or_(fts, number_match)
+        if fuzzy:
+            # pg_trgm word similarity: the query is like a word (or run of words) of the
+            # subject, so a misspelled word finds a long subject (`%` compares with the whole
+            # subject).
+            matching = or_(fts, v.subject.op("%>")(text_query), number_match)
+            score = score + func.similarity(v.subject, text_query) * 0.5
         matches = (
-            select(v.id, score)
-            .where(*conditions(viewer, filters, v), or_(fts, fuzzy_subject, number_match))
+            select(v.id, score.label("score"))
+            .where(*conditions(viewer, filters, v), matching)
             .subquery()
         )
         hl = SEARCH_SCOPE.alias("hl")

@@ -7,6 +7,7 @@ answers 404 alike for a ticket that does not exist and one the viewer may not se
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -521,6 +522,19 @@ async def list_tickets(
     )
 
 
+SEARCH_MODES = ("exact", "fuzzy")
+"""How a search cursor names `SearchResults.fuzzy` (index by the bool)."""
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    rows: list[tuple[Ticket, float, str]]
+    """Best matches first, each with its score and raw headline (see repository.HL_START)."""
+    fuzzy: bool
+    """Whether subjects merely like the query count as matches; a cursor carries it so that
+    every page of one search uses the same rule."""
+
+
 async def search_tickets(
     session: AsyncSession,
     viewer: Viewer,
@@ -528,9 +542,21 @@ async def search_tickets(
     text_query: str,
     *,
     after: tuple[float, uuid.UUID] | None = None,
+    fuzzy: bool | None = None,
     limit: int = 25,
-) -> list[tuple[Ticket, float, str]]:
-    """Best matches first, each with its score and raw headline (see repository.HL_START)."""
-    return await TicketRepository(session).search(
-        viewer, filters, text_query, after=after, limit=limit
-    )
+) -> SearchResults:
+    """Exact matches (words, ticket-number prefix) first; fuzzy subject matches only when the
+    exact ones do not reach `limit`, as for a misspelled word.
+
+    `fuzzy` None decides it (a first page); a next page passes the first page's decision.
+    """
+    repo = TicketRepository(session)
+    if fuzzy is None:
+        exact = await repo.search(
+            viewer, filters, text_query, fuzzy=False, after=after, limit=limit
+        )
+        if len(exact) >= limit:
+            return SearchResults(exact, fuzzy=False)
+        fuzzy = True
+    rows = await repo.search(viewer, filters, text_query, fuzzy=fuzzy, after=after, limit=limit)
+    return SearchResults(rows, fuzzy=fuzzy)

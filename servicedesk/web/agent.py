@@ -228,18 +228,22 @@ async def queue_context(
     headlines: dict[uuid.UUID, Markup] = {}
     next_cursor = None
     if query:
-        after_s = decode_cursor(cursor, float, uuid.UUID) if cursor else None
-        found = await tickets.search_tickets(
+        after_s = decode_cursor(cursor, str, float, uuid.UUID) if cursor else None
+        if after_s and after_s[0] not in tickets.SEARCH_MODES:
+            raise BadRequest("The cursor is not valid.", code="invalid_cursor")
+        results = await tickets.search_tickets(
             session,
             viewer,
             filters,
             query,
-            after=(after_s[0], after_s[1]) if after_s else None,
+            after=(after_s[1], after_s[2]) if after_s else None,
+            fuzzy=after_s[0] == "fuzzy" if after_s else None,
             limit=PAGE_SIZE + 1,
         )
+        found = results.rows
         if len(found) > PAGE_SIZE:
             last = found[PAGE_SIZE - 1]
-            next_cursor = encode_cursor(last[1], last[0].id)
+            next_cursor = encode_cursor(tickets.SEARCH_MODES[results.fuzzy], last[1], last[0].id)
             found = found[:PAGE_SIZE]
         rows = [t for t, _, _ in found]
         headlines = {t.id: highlight(h) for t, _, h in found}
