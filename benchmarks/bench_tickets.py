@@ -213,6 +213,7 @@ class Server:
     data_dir: Path
     env: dict[str, str]
     workers: int = 1
+    job_process: bool = False
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
@@ -226,6 +227,8 @@ class Server:
         cmd = [*servicedesk_command(), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
+        if self.job_process:
+            cmd += ["--job-process"]
         with self.log_path.open("wb") as log:
             launched = time.perf_counter()
             self.proc = subprocess.Popen(
@@ -595,7 +598,7 @@ class Bench:
         self.embedded: Any = None
         if args.database_url:
             env["DATABASE_URL"] = args.database_url
-        self.server = Server(self.data_dir, env, workers=args.workers)
+        self.server = Server(self.data_dir, env, workers=args.workers, job_process=args.job_process)
         self.users = Users()
         self.summary: dict[str, str] = {}
         self.work = Path(tempfile.mkdtemp(prefix="sd-bench-tickets-"))
@@ -611,7 +614,8 @@ class Bench:
         )
         say(
             f"mode: `servicedesk serve`, embedded PostgreSQL 18, {self.args.workers} uvicorn "
-            f"process(es), "
+            f"process(es), jobs "
+            f"{'in one separate process' if self.args.job_process else 'in the web process(es)'}, "
             f"DB pool {os.environ.get('SERVICEDESK_DB_POOL_SIZE', '10')} + overflow, log WARNING"
         )
         load1, load5, _ = os.getloadavg()
@@ -972,6 +976,7 @@ class Bench:
         self.summary["client"] = "wrk" if wrk else "python-httpx"
         self.summary["connections"] = str(args.connections)
         self.summary["workers"] = str(args.workers)
+        self.summary["job_process"] = str(args.job_process).lower()
         self.summary["db_pool_size"] = os.environ.get("SERVICEDESK_DB_POOL_SIZE", "10")
         rng = self.rng
         builders = {
@@ -1011,6 +1016,11 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=1,
         help="uvicorn processes; >1 starts the embedded PostgreSQL here and passes DATABASE_URL",
+    )
+    p.add_argument(
+        "--job-process",
+        action="store_true",
+        help="serve --job-process: the job system in its own process, not in the web process",
     )
     p.add_argument("--duration", type=float, default=15, help="measured seconds per operation")
     p.add_argument("--warmup", type=float, default=3, help="warm-up seconds per operation")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import logging
 import os
@@ -58,6 +59,12 @@ def serve(
         1, min=1, max=64, help="Worker processes (each runs the app; embedded or DATABASE_URL)."
     ),
     demo: bool = typer.Option(False, help="Load the demo organization before serving."),
+    job_process: bool = typer.Option(
+        False,
+        "--job-process",
+        help="Run the job system in one separate `servicedesk worker` process (started and "
+        "stopped with the server) instead of inside the web process(es).",
+    ),
 ) -> None:
     """Start the web server (and the embedded PostgreSQL when no DATABASE_URL is set)."""
     import uvicorn
@@ -68,7 +75,7 @@ def serve(
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the
     # embedded PostgreSQL below is stopped instead of the process dying on the spot.
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    with database(settings) as url:
+    with database(settings) as url, contextlib.ExitStack() as stack:
         if settings.run_migrations_on_start:
             migrations.upgrade(url)
         if demo:
@@ -76,6 +83,8 @@ def serve(
 
             asyncio.run(load_demo(settings, url))
             print_credentials()
+        stack.enter_context(_job_process(url, enabled=job_process))  # after the migrations
+        inprocess_jobs = settings.runs_inprocess_worker and not job_process
         if workers > 1:
             # Several processes: each worker builds its own app from the environment
             # (servicedesk.asgi). On the embedded default they reach this process's server
@@ -86,6 +95,8 @@ def serve(
                 os.environ["DATABASE_URL"] = url
                 if settings.inprocess_worker is None:
                     os.environ["SERVICEDESK_INPROCESS_WORKER"] = "true"
+            if job_process:
+                os.environ["SERVICEDESK_INPROCESS_WORKER"] = "false"
             _log_serving(host, port, started, workers)
             uvicorn.run(
                 "servicedesk.asgi:app",
@@ -99,12 +110,61 @@ def serve(
         from servicedesk.app import create_app
 
         application = create_app(settings, database_url=url)
-        if settings.runs_inprocess_worker:
+        if inprocess_jobs:
             from servicedesk.core.job_runner import attach_to_app
 
             attach_to_app(application)  # dispatcher, worker and scheduler in this process
         _log_serving(host, port, started, workers)
         uvicorn.run(application, host=host, port=port, log_config=None, proxy_headers=True)
+
+
+@contextmanager
+def _job_process(url: str, *, enabled: bool) -> Iterator[None]:
+    """`servicedesk worker` in a child process for the lifetime of the server, restarted (after
+    a pause) if it exits. The web event loops then only serve requests: a fan-out to thousands
+    of recipients no longer delays the responses in flight; the operating system shares the
+    cores between the two kinds of work."""
+    if not enabled:
+        yield
+        return
+    import subprocess
+    import sys
+    import threading
+
+    env = {**os.environ, "DATABASE_URL": url, "SERVICEDESK_MIGRATE_ON_START": "false"}
+    command = [sys.executable, "-m", "servicedesk", "worker"]
+    stopping = threading.Event()
+    current: list[subprocess.Popen[bytes]] = []
+
+    def supervise() -> None:
+        while not stopping.is_set():
+            # Its own session: a terminal's Ctrl-C reaches the server, which stops it here.
+            proc = subprocess.Popen(  # noqa: S603 (our own command, fixed argv)
+                command, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+            current[:] = [proc]
+            log.info("job process started", extra={"pid": proc.pid})
+            code = proc.wait()
+            if stopping.is_set():
+                return
+            log.error("job process exited; restarting in 5 s", extra={"exit_code": code})
+            stopping.wait(5)
+
+    thread = threading.Thread(target=supervise, name="job-process", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stopping.set()
+        for proc in current:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        thread.join(timeout=5)
 
 
 def _log_serving(host: str, port: int, started: float, workers: int) -> None:

