@@ -511,7 +511,11 @@ async def test_periodic_job_runs_once_per_period_with_two_schedulers(
 
 
 async def test_serve_runs_the_jobs_in_process(
-    desk: Desk, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    desk: Desk,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    jobs_runtime: Runtime,  # creates the effects table the handlers write
 ) -> None:
     """`servicedesk serve` in the embedded default: the app's lifespan runs the job system."""
     monkeypatch.setenv("SD_CRASH_DIR", str(tmp_path))

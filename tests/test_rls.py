@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from servicedesk.core.runtime import Runtime
 from servicedesk.models import AuditLog, Department, Organization, Role, User
+from tests.ticket_helpers import API, Desk, desk_fixture  # noqa: F401
 
 
 async def test_unfiltered_query_sees_only_bound_tenant(
@@ -154,3 +155,71 @@ async def test_search_view_is_scoped_to_the_bound_tenant(
         await session.execute(text(f"SET LOCAL ROLE {runtime.settings.app_db_role}"))
         unbound = await session.execute(text("SELECT count(*) FROM ticket_search_scope"))
         assert unbound.scalar_one() == 0
+
+
+# The binding is made as a transaction takes its connection (core/db.py) ---------------------
+
+BOUND = text("SELECT current_user, current_setting('app.organization_id', true)")
+
+
+async def test_every_transaction_of_a_tenant_session_is_bound(
+    runtime: Runtime, org: Organization
+) -> None:
+    role = runtime.settings.app_db_role
+    async with runtime.db.sessionmaker() as session:
+        await runtime.db.bind_tenant(session, org.id)  # no connection yet: bound on first use
+        assert tuple((await session.execute(BOUND)).one()) == (role, str(org.id))
+        async with session.begin_nested() as savepoint:
+            assert tuple((await session.execute(BOUND)).one()) == (role, str(org.id))
+            await savepoint.rollback()
+        assert tuple((await session.execute(BOUND)).one()) == (role, str(org.id))
+        await session.commit()
+        # A new transaction of the same session (after the commit) is bound as well.
+        assert tuple((await session.execute(BOUND)).one()) == (role, str(org.id))
+        await session.rollback()
+    async with runtime.db.tenant_session(org.id) as session:
+        assert tuple((await session.execute(BOUND)).one()) == (role, str(org.id))
+
+
+async def test_binding_a_session_that_holds_a_connection_binds_at_once(
+    runtime: Runtime, org: Organization
+) -> None:
+    async with runtime.db.sessionmaker() as session, session.begin():
+        before = (await session.execute(BOUND)).one()
+        assert before[0] != runtime.settings.app_db_role  # a system session
+        await runtime.db.bind_tenant(session, org.id)
+        after = (await session.execute(BOUND)).one()
+        assert tuple(after) == (runtime.settings.app_db_role, str(org.id))
+
+
+async def test_binding_needs_a_session_of_the_database(runtime: Runtime, org: Organization) -> None:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    async with AsyncSession(runtime.db.engine) as session:
+        with pytest.raises(TypeError):
+            await runtime.db.bind_tenant(session, org.id)
+
+
+async def test_a_read_answered_from_the_caches_takes_no_connection(desk: Desk) -> None:
+    """A GET whose tenant, user and ticket are cached sends nothing to PostgreSQL: no BEGIN,
+    no binding, no COMMIT."""
+    ticket = await desk.file()
+    url = f"{API}/tickets/by-number/{ticket['number']}"
+    r = await desk.client.get(url, headers=desk.agent.headers)  # fills the ticket cache
+    assert r.status_code == 200
+    checkouts: list[object] = []
+    pool = desk.runtime.db.engine.sync_engine.pool
+    listener = lambda *args: checkouts.append(args)  # noqa: E731
+    event.listen(pool, "checkout", listener)
+    try:
+        r = await desk.client.get(url, headers=desk.agent.headers)
+        assert r.status_code == 200 and r.json()["id"] == ticket["id"]
+        assert checkouts == []
+        # A cache miss still binds the tenant before its first statement (and works).
+        r = await desk.client.get(
+            f"{API}/tickets/{ticket['id']}/comments", headers=desk.agent.headers
+        )
+        assert r.status_code == 200
+        assert len(checkouts) == 1
+    finally:
+        event.remove(pool, "checkout", listener)

@@ -5,6 +5,11 @@ A *tenant session* runs every statement as the unprivileged application role wit
 (see the migrations) hide every row of other organizations even from a query that forgets its
 filter. A *system session* runs as the connecting user; it is for work that is not on behalf of
 one tenant: tenant resolution, migrations, the CLI, cross-tenant jobs.
+
+The binding is made when a transaction takes its connection (the session's `after_begin`
+event), not when the request starts: a request answered from the caches never touches the
+database (no BEGIN, no binding, no COMMIT), and every transaction of a bound session is bound,
+also one begun after a commit.
 """
 
 from __future__ import annotations
@@ -12,21 +17,53 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session, SessionTransaction
 
 _BIND_TENANT = text(
     "SELECT set_config('role', :role, true), set_config('app.organization_id', :org, true)"
 )
 _BIND_TENANT_NO_ROLE = text("SELECT set_config('app.organization_id', :org, true)")
 _TENANT = "organization_id"
+_ROLE = "tenant_role"
+_CONNECTED = "tenant_connected"
+
+
+class BindingSession(Session):
+    """A session whose transactions bind themselves to `info["organization_id"]` (see
+    `Database.bind_tenant`) as they take their connection."""
+
+
+@event.listens_for(BindingSession, "after_begin")
+def _bind_on_connect(session: Session, transaction: SessionTransaction, conn: Connection) -> None:
+    if transaction.nested:  # a savepoint: its outer transaction was bound on the same connection
+        return
+    session.info[_CONNECTED] = True
+    organization_id = session.info.get(_TENANT)
+    if organization_id is not None:
+        statement, params = _binding(session.info.get(_ROLE), organization_id)
+        conn.execute(statement, params)
+
+
+@event.listens_for(BindingSession, "after_transaction_end")
+def _forget_connection(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_CONNECTED, None)
+
+
+def _binding(role: str | None, organization_id: uuid.UUID) -> tuple[Any, dict[str, str]]:
+    if role:
+        return _BIND_TENANT, {"role": role, "org": str(organization_id)}
+    return _BIND_TENANT_NO_ROLE, {"org": str(organization_id)}
 
 
 def tenant_of(session: AsyncSession) -> uuid.UUID | None:
@@ -54,21 +91,25 @@ class Database:
             pool_pre_ping=False,
             connect_args={"server_settings": {"application_name": "servicedesk"}},
         )
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=BindingSession
+        )
 
     async def bind_tenant(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
-        """Scope the session's current transaction to one organization (RLS).
+        """Scope the session to one organization (RLS): its current transaction at once if it
+        holds a connection already, else each transaction as it takes one (no round trip
+        here).
 
-        The organization is also noted in `session.info["organization_id"]` (`tenant_of`), so
-        that per-organization caches can key by it without threading it through every call.
+        The organization is noted in `session.info["organization_id"]` (`tenant_of`), so that
+        per-organization caches can key by it without threading it through every call.
         """
+        if not isinstance(session.sync_session, BindingSession):
+            raise TypeError("bind_tenant needs a session of Database.sessionmaker")
         session.info[_TENANT] = organization_id
-        if self.app_role:
-            await session.execute(
-                _BIND_TENANT, {"role": self.app_role, "org": str(organization_id)}
-            )
-        else:
-            await session.execute(_BIND_TENANT_NO_ROLE, {"org": str(organization_id)})
+        session.info[_ROLE] = self.app_role
+        if session.info.get(_CONNECTED):
+            statement, params = _binding(self.app_role, organization_id)
+            await session.execute(statement, params)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
