@@ -415,6 +415,35 @@ async def test_invalid_access_tokens_are_refused(
     assert_problem(r, 401, "not_authenticated")
 
 
+def test_remembered_access_tokens_still_expire_and_keep_their_type(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The signer remembers verified access tokens (core/security.py); a remembered one is
+    refused once it expires, and the memory is bounded."""
+    from servicedesk.core import security
+
+    signer = security.TokenSigner("s" * 32)
+    user, org_id = uuid.uuid4(), uuid.uuid4()
+    token, expires = signer.issue(
+        subject=user, organization_id=org_id, token_type="access", lifetime=timedelta(seconds=2)
+    )
+    claims = signer.verify(token, token_type="access")
+    assert signer.verify(token, token_type="access") is claims  # remembered
+    # The same string asked for as another type is decoded again, and refused.
+    with pytest.raises(security.InvalidTokenError):
+        signer.verify(token, token_type="refresh")
+    time.sleep(max(0.0, (expires - utc_now()).total_seconds()) + 0.05)
+    with pytest.raises(security.InvalidTokenError):
+        signer.verify(token, token_type="access")
+    monkeypatch.setattr(security, "VERIFIED_ACCESS_TOKENS", 3)
+    for _ in range(5):
+        more, _ = signer.issue(
+            subject=user, organization_id=org_id, token_type="access", lifetime=timedelta(1)
+        )
+        signer.verify(more, token_type="access")
+    assert len(signer._verified) == 3
+
+
 async def test_access_token_is_bound_to_its_organization(
     client: httpx.AsyncClient,
     runtime: Runtime,
