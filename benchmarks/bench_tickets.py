@@ -24,6 +24,10 @@ term. Then, single client: POST /api/v1/tickets/bulk with 500 tickets (--bulk-ro
 `bulk_update_500=not available` when the route is missing. Every figure is printed with its
 target. Bulk and import rounds add/change tickets of the first organization, and creates add
 tickets: the data set grows slightly with every run (re-seed with --reset for pristine data).
+
+--think-ms T measures each operation a second time with the clients pausing T ms between an
+answer and their next request (a load the server sustains, not saturation); --job-process and
+--workers N are passed to `servicedesk serve`.
 """
 
 from __future__ import annotations
@@ -408,6 +412,10 @@ init = function(args)
   end
   n = #reqs
   i = tonumber(args[3]) % n
+  local think = tonumber(args[4] or "0")
+  if think > 0 then
+    delay = function() return think end
+  end
 end
 
 request = function()
@@ -474,7 +482,16 @@ class LoadGen:
         self.tokens_file.write_text("".join(f"{t}\t{s}\n" for t, s in users.tokens))
         self.runs = 0
 
-    def run(self, name: str, specs: list[Spec], connections: int, seconds: float) -> LoadResult:
+    def run(
+        self,
+        name: str,
+        specs: list[Spec],
+        connections: int,
+        seconds: float,
+        think_ms: int = 0,
+    ) -> LoadResult:
+        """Each connection sends its next request when the last one is answered, after
+        `think_ms` (0: at once, which saturates the server)."""
         path = self.work / f"{name}.tsv"
         path.write_text("".join(f"{s.method}\t{s.path}\t{s.user}\t{s.body or ''}\n" for s in specs))
         self.runs += 1
@@ -485,14 +502,14 @@ class LoadGen:
             cmd = [
                 self.wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
                 "--timeout", "10s", "--latency", "-s", str(script), self.base_url,
-                "--", str(self.tokens_file), str(path), offset,
+                "--", str(self.tokens_file), str(path), offset, str(think_ms),
             ]  # fmt: skip
             out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
             return parse_bench_line(f"wrk -t1 -c{connections}", out.stdout, out.stderr)
         cmd = [
             sys.executable, __file__, "--loadgen", str(path), "--loadgen-tokens",
             str(self.tokens_file), "--base-url", self.base_url, "--connections", str(connections),
-            "--duration", str(seconds),
+            "--duration", str(seconds), "--think-ms", str(think_ms),
         ]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
         return parse_bench_line(
@@ -501,7 +518,7 @@ class LoadGen:
 
 
 async def python_loadgen(
-    specs: list[Spec], users: Users, base: str, connections: int, seconds: float
+    specs: list[Spec], users: Users, base: str, connections: int, seconds: float, think_ms: int = 0
 ) -> str:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     latencies: list[float] = []
@@ -528,6 +545,8 @@ async def python_loadgen(
                     ok = False
                 latencies.append(time.perf_counter() - started)
                 errors += 0 if ok else 1
+                if think_ms:
+                    await asyncio.sleep(think_ms / 1000)
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(connections)))
@@ -552,7 +571,13 @@ def loadgen_main(args: argparse.Namespace) -> int:
     for line in Path(args.loadgen).read_text().splitlines():
         method, path, user, body = line.split("\t", 3)
         specs.append(Spec(method, path, int(user), body or None))
-    print(asyncio.run(python_loadgen(specs, users, args.base_url, args.connections, args.duration)))
+    print(
+        asyncio.run(
+            python_loadgen(
+                specs, users, args.base_url, args.connections, args.duration, args.think_ms
+            )
+        )
+    )
     return 0
 
 
@@ -760,6 +785,23 @@ class Bench:
         self.summary[f"{name}_cpu_app_pg_other_pct"] = (
             f"{100 * app_cpu / secs:.0f}/{100 * pg_cpu / secs:.0f}/{100 * other / secs:.0f}"
         )
+        if args.think_ms:
+            # The same clients as people and scripts use a desk: each waits a moment between
+            # an answer and its next request, so the server is not saturated and the latency
+            # is the service time plus what queueing that rate causes.
+            self.wait_quiet()
+            paced = gen.run(name, specs, args.connections, args.duration, think_ms=args.think_ms)
+            say(
+                f"  {args.connections} clients, {args.think_ms} ms between an answer and the next "
+                f"request: {paced.rps:.0f} req/s, p50 {paced.p50_ms:.1f} ms  p90 "
+                f"{paced.p90_ms:.1f} ms  p99 {paced.p99_ms:.1f} ms  {verdict(paced.p99_ms, target)}"
+                f"  errors {paced.errors}"
+            )
+            self.summary[f"{name}_think_rps"] = f"{paced.rps:.0f}"
+            self.summary[f"{name}_think_p50_ms"] = f"{paced.p50_ms:.1f}"
+            self.summary[f"{name}_think_p99_ms"] = (
+                f"{paced.p99_ms:.1f} {verdict(paced.p99_ms, target)}"
+            )
 
     def wait_jobs_idle(self, timeout: float = 300.0) -> float:
         """Wait until the work queued by earlier requests is done: every outbox event
@@ -1021,6 +1063,13 @@ def parse_args() -> argparse.Namespace:
         "--job-process",
         action="store_true",
         help="serve --job-process: the job system in its own process, not in the web process",
+    )
+    p.add_argument(
+        "--think-ms",
+        type=int,
+        default=0,
+        help="also measure each operation with this pause between an answer and the next "
+        "request of each client (not saturating); 0: skip",
     )
     p.add_argument("--duration", type=float, default=15, help="measured seconds per operation")
     p.add_argument("--warmup", type=float, default=3, help="warm-up seconds per operation")
