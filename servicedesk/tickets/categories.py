@@ -63,12 +63,16 @@ async def usable(session: AsyncSession, category_id: uuid.UUID, *, field: str) -
     """An active category of the bound organization, or 422 naming the field."""
     category = await CategoryRepository(session).get(category_id)
     if category is None or not category.is_active:
-        raise Unprocessable(
-            "The category does not exist or is inactive.",
-            code="invalid_category",
-            errors=[{"loc": ["body", field], "msg": "unknown or inactive category", "type": "x"}],
-        )
+        raise _unusable(field)
     return category
+
+
+def _unusable(field: str) -> Unprocessable:
+    return Unprocessable(
+        "The category does not exist or is inactive.",
+        code="invalid_category",
+        errors=[{"loc": ["body", field], "msg": "unknown or inactive category", "type": "x"}],
+    )
 
 
 async def list_categories(session: AsyncSession, *, include_inactive: bool) -> list[CategoryRead]:
@@ -77,6 +81,12 @@ async def list_categories(session: AsyncSession, *, include_inactive: bool) -> l
     A transaction that has changed categories itself reads them from the database, and does not
     cache what it reads: it may still roll back.
     """
+    every = await _every(session)
+    return [c.model_copy(deep=True) for c in every if include_inactive or c.is_active]
+
+
+async def _every(session: AsyncSession) -> tuple[CategoryRead, ...]:
+    """Every category of the bound organization, shared (read-only) values of the cache."""
     organization_id = tenant_of(session)
 
     async def load() -> tuple[CategoryRead, ...]:
@@ -84,15 +94,22 @@ async def list_categories(session: AsyncSession, *, include_inactive: bool) -> l
         return tuple(CategoryRead.model_validate(c) for c in rows)
 
     if organization_id is None or cache.writes_pending(session):
-        every = await load()
-    else:
-        every = (
-            await category_cache.get_or_load(
-                str(organization_id), load, tags=(categories_tag(organization_id),)
-            )
-            or ()
+        return await load()
+    return (
+        await category_cache.get_or_load(
+            str(organization_id), load, tags=(categories_tag(organization_id),)
         )
-    return [c.model_copy(deep=True) for c in every if include_inactive or c.is_active]
+        or ()
+    )
+
+
+async def usable_read(session: AsyncSession, category_id: uuid.UUID, *, field: str) -> CategoryRead:
+    """`usable` from the cached categories (no query on a hit), for the rules that only read a
+    category: filing a ticket, checking its fields. The value is shared: do not change it."""
+    found = next((c for c in await _every(session) if c.id == category_id), None)
+    if found is None or not found.is_active:
+        raise _unusable(field)
+    return found
 
 
 def _emit(session: AsyncSession, category: Category, event_type: str, actor: Actor) -> None:

@@ -20,13 +20,19 @@ from servicedesk.core.actor import Actor
 from servicedesk.core.clock import utc_now
 from servicedesk.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from servicedesk.core.text import plain, render_markdown, strip_control
-from servicedesk.models import Attachment, Category, Comment, Priority, Role, Ticket, TicketStatus
+from servicedesk.models import Attachment, Comment, Priority, Role, Ticket, TicketStatus
 from servicedesk.tenancy.service import Tenant
 from servicedesk.tickets import categories, numbering, workflow
 from servicedesk.tickets.auth import Viewer
 from servicedesk.tickets.fields import validate_values
 from servicedesk.tickets.repository import TicketFilters, TicketRepository
-from servicedesk.tickets.schemas import StatusChange, TicketCreate, TicketRead, TicketUpdate
+from servicedesk.tickets.schemas import (
+    CategoryRead,
+    StatusChange,
+    TicketCreate,
+    TicketRead,
+    TicketUpdate,
+)
 
 AUDITED_FIELDS = (
     "subject",
@@ -248,8 +254,9 @@ def touch(ticket: Ticket) -> None:
 
 async def _check_category(
     session: AsyncSession, category_id: uuid.UUID, subcategory_id: uuid.UUID | None
-) -> tuple[Category, Category | None]:
-    category = await categories.usable(session, category_id, field="category_id")
+) -> tuple[CategoryRead, CategoryRead | None]:
+    """The category and sub-category a ticket may be filed under (from the category cache)."""
+    category = await categories.usable_read(session, category_id, field="category_id")
     if category.parent_id is not None:
         raise Unprocessable(
             "Pick a top-level category, and its sub-category in `subcategory_id`.",
@@ -258,7 +265,7 @@ async def _check_category(
         )
     sub = None
     if subcategory_id is not None:
-        sub = await categories.usable(session, subcategory_id, field="subcategory_id")
+        sub = await categories.usable_read(session, subcategory_id, field="subcategory_id")
         if sub.parent_id != category.id:
             raise Unprocessable(
                 "The sub-category does not belong to the category.",
