@@ -71,7 +71,16 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
     app.add_middleware(RequestPipelineMiddleware, hsts=settings.https)
     install_problem_handlers(app, html_errors=web.render_error_page)
 
+    # The busiest routers first: a request is matched against the routes of every router
+    # before its own (twice for its own), which was a tenth of a cached GET's time with the
+    # ticket routes after the account ones.
     for router in (
+        tickets_bulk_api.router,  # before tickets_api.router: /bulk and /import are not ids
+        tickets_api.router,
+        tickets_api.categories_router,
+        tickets_api.views_router,
+        attachments_api.router,
+        attachments_api.download_router,
         accounts_api.auth_router,
         accounts_api.me_router,
         accounts_api.users_router,
@@ -80,12 +89,6 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         audit_api.router,
         tenancy_api.router,
         tenancy_api.platform_router,
-        tickets_api.categories_router,
-        tickets_bulk_api.router,  # before tickets_api.router: /bulk and /import are not ids
-        tickets_api.router,
-        tickets_api.views_router,
-        attachments_api.router,
-        attachments_api.download_router,
         jobs_api.router,
         jobs_api.platform_router,
         notifications_api.router,
