@@ -217,7 +217,7 @@ class TicketRepository:
         tsq = func.websearch_to_tsquery("english", text_query)
         fts = v.search_vector.op("@@")(tsq)
         number_match = v.number.like(like_prefix(text_query.strip().upper()))
-        score: ColumnElement[float] = func.ts_rank_cd(v.search_vector, tsq) + case(
+        score: ColumnElement[float] = func.ts_rank(v.search_vector, tsq) + case(
             (number_match, 10.0), else_=0.0
         )
         matching: ColumnElement[bool] = or_(fts, number_match)
