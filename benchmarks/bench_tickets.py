@@ -414,7 +414,10 @@ init = function(args)
   i = tonumber(args[3]) % n
   local think = tonumber(args[4] or "0")
   if think > 0 then
-    delay = function() return think end
+    -- Exponentially distributed pauses of mean `think` ms: a constant pause keeps the
+    -- connections in lockstep (16 requests at once, then silence), which measures bursts.
+    math.randomseed(tonumber(args[3]))
+    delay = function() return math.floor(-think * math.log(1 - math.random())) end
   end
 end
 
@@ -545,8 +548,8 @@ async def python_loadgen(
                     ok = False
                 latencies.append(time.perf_counter() - started)
                 errors += 0 if ok else 1
-                if think_ms:
-                    await asyncio.sleep(think_ms / 1000)
+                if think_ms:  # exponential pauses, as in the wrk script
+                    await asyncio.sleep(random.expovariate(1000 / think_ms))
 
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(connections)))
@@ -792,10 +795,10 @@ class Bench:
             self.wait_quiet()
             paced = gen.run(name, specs, args.connections, args.duration, think_ms=args.think_ms)
             say(
-                f"  {args.connections} clients, {args.think_ms} ms between an answer and the next "
-                f"request: {paced.rps:.0f} req/s, p50 {paced.p50_ms:.1f} ms  p90 "
-                f"{paced.p90_ms:.1f} ms  p99 {paced.p99_ms:.1f} ms  {verdict(paced.p99_ms, target)}"
-                f"  errors {paced.errors}"
+                f"  {args.connections} clients, pausing {args.think_ms} ms on average between an "
+                f"answer and the next request: {paced.rps:.0f} req/s, "
+                f"p50 {paced.p50_ms:.1f} ms  p90 {paced.p90_ms:.1f} ms  "
+                f"p99 {paced.p99_ms:.1f} ms  {verdict(paced.p99_ms, target)}  errors {paced.errors}"
             )
             self.summary[f"{name}_think_rps"] = f"{paced.rps:.0f}"
             self.summary[f"{name}_think_p50_ms"] = f"{paced.p50_ms:.1f}"

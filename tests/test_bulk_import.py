@@ -735,3 +735,33 @@ async def test_import_idempotency_key_replays(
     assert await _ticket_count(runtime, org) == 2
     other = await _import(client, admin, _csv([_row(9, "pat.requester@example.com")]), headers=key)
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+
+
+async def test_import_holds_no_connection_while_it_receives_the_file(
+    client: httpx.AsyncClient,
+    admin: Session,
+    org: Organization,
+    people: dict[str, Any],
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Even when the sign-in check had to read the database (user cache empty), the upload is
+    received with no connection taken from the pool; the import then works as usual."""
+    from servicedesk.accounts import auth
+    from servicedesk.tickets import bulk_api
+
+    pool = runtime.db.engine.sync_engine.pool
+    held: list[int] = []
+    real = bulk_api._read_upload
+
+    async def reading(request: Any) -> bytes:
+        held.append(pool.checkedout())  # type: ignore[attr-defined]
+        return await real(request)
+
+    monkeypatch.setattr(bulk_api, "_read_upload", reading)
+    auth.user_cache.clear()
+    rows = [_row(n, "pat.requester@example.com") for n in range(2)]
+    r = await _import(client, admin, _csv(rows))
+    assert r.status_code == 201, r.text
+    assert held == [0]
+    assert await _ticket_count(runtime, org) == 2

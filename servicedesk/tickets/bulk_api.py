@@ -133,6 +133,10 @@ async def import_tickets(
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Response | ImportResult:
     bulk.authorize_import(viewer)  # before reading up to 20 MB for someone who may not
+    # Receiving the file can take a while: end the transaction the sign-in check may have
+    # opened (on a user-cache miss), so no connection is held meanwhile. The session's next
+    # statement begins a new transaction, bound to the tenant like the first (core/db.py).
+    await session.commit()
     file_bytes = await _read_upload(request)
     if idempotency_key is not None and not dry_run:
         # Over the file, not the multipart body: its boundary differs on every retry.
