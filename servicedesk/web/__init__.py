@@ -15,6 +15,7 @@ from servicedesk.web import (
     admin_categories,
     admin_ops,
     agent,
+    agent_properties,
     agent_views,
     assets,
     auth_pages,
@@ -46,6 +47,7 @@ def install(app: FastAPI) -> None:
     app.include_router(live_pages.router)
     app.include_router(agent.router)
     app.include_router(agent_views.router)
+    app.include_router(agent_properties.router)
     app.include_router(notifications_pages.router)
     app.include_router(preview.router)
     app.add_exception_handler(LoginRequired, _login_required)
