@@ -17,7 +17,7 @@ from sqlalchemy import text
 
 from servicedesk import __version__, web
 from servicedesk.accounts import api as accounts_api
-from servicedesk.accounts import auth as accounts_auth
+from servicedesk.accounts import user_cache
 from servicedesk.audit import api as audit_api
 from servicedesk.config import Settings, get_settings
 from servicedesk.core.middleware import RequestPipelineMiddleware
@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, *, database_url: str | None = N
         raise RuntimeError("create_app needs a database URL (servicedesk serve provides one)")
     runtime = Runtime.build(settings, url)
     tenancy_service.tenant_cache.ttl = settings.tenant_cache_seconds
-    accounts_auth.user_cache.ttl = settings.user_cache_seconds
+    user_cache.user_cache.ttl = settings.user_cache_seconds
     tickets_categories.category_cache.ttl = settings.category_cache_seconds
     tickets_reads.ticket_cache.ttl = settings.ticket_cache_seconds
 

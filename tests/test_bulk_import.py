@@ -747,7 +747,7 @@ async def test_import_holds_no_connection_while_it_receives_the_file(
 ) -> None:
     """Even when the sign-in check had to read the database (user cache empty), the upload is
     received with no connection taken from the pool; the import then works as usual."""
-    from servicedesk.accounts import auth
+    from servicedesk.accounts.user_cache import user_cache
     from servicedesk.tickets import bulk_api
 
     pool = runtime.db.engine.sync_engine.pool
@@ -759,7 +759,7 @@ async def test_import_holds_no_connection_while_it_receives_the_file(
         return await real(request)
 
     monkeypatch.setattr(bulk_api, "_read_upload", reading)
-    auth.user_cache.clear()
+    user_cache.clear()
     rows = [_row(n, "pat.requester@example.com") for n in range(2)]
     r = await _import(client, admin, _csv(rows))
     assert r.status_code == 201, r.text

@@ -11,12 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from servicedesk.models import Organization, Role, Ticket
 from servicedesk.tickets import service as ticket_service
 from tests.conftest import client_for
 from tests.ticket_helpers import (
+    API,
     CATEGORIES,
     TICKETS,
     VIEWS,
@@ -804,3 +805,31 @@ async def test_refused_changes_leave_no_history(desk: Desk) -> None:
     )
     problem(await desk.move(ticket, "rejected"), 422)
     assert [e["action"] for e in await desk.history(ticket)] == ["ticket.created"]
+
+
+async def test_a_requester_suspended_after_a_ticket_cannot_get_another(desk: Desk) -> None:
+    """The requester check reads through the user cache (accounts/user_cache.py): the first
+    ticket fills it, the suspension drops it, and the next ticket for them is refused."""
+    requester_id = str(desk.requester2.user.id)
+    first = await desk.file(desk.agent, requester_id=requester_id)
+    assert first["requester_id"] == requester_id
+    statements: list[str] = []
+    engine = desk.runtime.db.engine.sync_engine
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        await desk.file(desk.agent, requester_id=requester_id)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    # Served from the caches: no read of the users table for the requester (the agent and the
+    # requester were both cached by now).
+    assert not [s for s in statements if s.lstrip().startswith("SELECT") and "FROM users" in s]
+    r = await desk.client.post(f"{API}/users/{requester_id}/suspend", headers=desk.admin.headers)
+    assert r.status_code == 200, r.text
+    r = await desk.client.post(
+        TICKETS, json=desk.ticket_body(requester_id=requester_id), headers=desk.agent.headers
+    )
+    assert error_keys(problem(r, 422, "invalid_requester")) == {"requester_id"}

@@ -3,33 +3,23 @@
 A request authenticates with `Authorization: Bearer <access token>` or, from a browser, the
 httpOnly `sd_access` cookie; cookie-authenticated unsafe requests must pass the CSRF check.
 
-The user row every authenticated request needs is cached (`users`, L1, keyed by organization
-and user, tag `user:{id}`, TTL `SERVICEDESK_USER_CACHE_SECONDS`) as an immutable snapshot of its
-columns. On a hit the request gets a fresh `User` built from the snapshot and attached to its
-session as persistent and unchanged, so routes that read or change the user work as before,
-without a query. Any committed write of a user row drops the entry in this process before the
-response goes out, and in the others through the broadcast and the `user.*` events: a
-suspension or the end of every session is refused by the next request here, and elsewhere once
-the invalidation arrived (docs/live.md#the-cache).
+The user row every authenticated request needs comes through the user cache
+(`accounts.user_cache`): a suspension or the end of every session is refused by the next
+request in this process, and elsewhere once the invalidation arrived (docs/live.md#the-cache).
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
-from types import MappingProxyType
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request, Response
-from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.util import identity_key
 
 from servicedesk.accounts.login import IssuedTokens
-from servicedesk.accounts.repository import UserRepository, user_tag
+from servicedesk.accounts.user_cache import load_user
 from servicedesk.config import Settings
-from servicedesk.core import cache
 from servicedesk.core.csrf import CSRF_COOKIE, check_csrf
 from servicedesk.core.errors import Forbidden, Unauthorized
 from servicedesk.core.runtime import Runtime, get_runtime
@@ -92,52 +82,6 @@ def clear_session_cookies(response: Response) -> None:
     for name in (ACCESS_COOKIE, REFRESH_COOKIE):
         response.delete_cookie(name, path="/", httponly=True, samesite="lax")
     response.delete_cookie(CSRF_COOKIE, path="/", samesite="lax")
-
-
-UserRow = MappingProxyType[str, Any]
-"""A user's column values (all immutable: text, ids, numbers, times)."""
-
-user_cache: cache.TTLCache[UserRow] = cache.TTLCache("users", ttl_seconds=30.0)
-_COLUMNS = tuple(attr.key for attr in inspect(User).column_attrs)
-
-
-def _row(user: User) -> UserRow:
-    return MappingProxyType({key: getattr(user, key) for key in _COLUMNS})
-
-
-def _attach(session: AsyncSession, row: UserRow) -> User:
-    """A `User` for `row`, persistent in `session` and unchanged, without a query."""
-    key = identity_key(User, row["id"])
-    present = session.identity_map.get(key)
-    if isinstance(present, User):
-        return present
-    user = User(**row)
-    make_transient_to_detached(user)
-    session.add(user)
-    return user
-
-
-async def load_user(
-    session: AsyncSession, *, organization_id: uuid.UUID, user_id: uuid.UUID
-) -> User | None:
-    """The user of the bound organization, through the user cache."""
-    if cache.writes_pending(session):
-        return await UserRepository(session).get(user_id)
-    loaded: list[User] = []
-
-    async def load() -> UserRow | None:
-        user = await UserRepository(session).get(user_id)
-        if user is None or user.organization_id != organization_id:
-            return None
-        loaded.append(user)
-        return _row(user)
-
-    row = await user_cache.get_or_load(
-        f"{organization_id}:{user_id}", load, tags=(user_tag(user_id),)
-    )
-    if loaded:
-        return loaded[0]
-    return None if row is None else _attach(session, row)
 
 
 async def user_from_access_token(

@@ -21,10 +21,12 @@ from servicedesk.accounts.schemas import (
     UserCreate,
     UserUpdate,
 )
+from servicedesk.accounts.user_cache import load_user
 from servicedesk.audit import service as audit
 from servicedesk.core import events
 from servicedesk.core.actor import ANONYMOUS, Actor
 from servicedesk.core.clock import utc_now
+from servicedesk.core.db import tenant_of
 from servicedesk.core.errors import Conflict, NotFound, Unauthorized, Unprocessable
 from servicedesk.core.security import PasswordHashing
 from servicedesk.models import Department, Role, User, UserStatus
@@ -421,8 +423,13 @@ async def check_assignable(session: AsyncSession, user_id: uuid.UUID, *, field: 
 
 
 async def check_requester(session: AsyncSession, user_id: uuid.UUID, *, field: str) -> User:
-    """An active user of the bound organization who can be a ticket's requester."""
-    user = await UserRepository(session).get(user_id)
+    """An active user of the bound organization who can be a ticket's requester (through the
+    user cache: no query on a hit)."""
+    organization_id = tenant_of(session)
+    if organization_id is None:
+        user = await UserRepository(session).get(user_id)
+    else:
+        user = await load_user(session, organization_id=organization_id, user_id=user_id)
     if user is None or not _may_sign_in(user):
         raise Unprocessable(
             "The requester must be an active user of this organization.",
