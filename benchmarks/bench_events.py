@@ -29,27 +29,25 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-import psycopg
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from scratch_db import scratch_database  # noqa: E402
 
 from servicedesk.config import Settings  # noqa: E402
 from servicedesk.core import migrate, rls  # noqa: E402
 from servicedesk.core.actor import SYSTEM  # noqa: E402
-from servicedesk.core.embedded import EmbeddedPostgres, ensure_database  # noqa: E402
 from servicedesk.core.events import emit  # noqa: E402
 from servicedesk.core.runtime import Runtime  # noqa: E402
 from servicedesk.tenancy import service as tenancy  # noqa: E402
@@ -70,14 +68,6 @@ def percentile(values: list[float], pct: float) -> float:
     low = int(rank)
     high = min(low + 1, len(data) - 1)
     return data[low] + (data[high] - data[low]) * (rank - low)
-
-
-def fresh_database(server_url: str, name: str) -> str:
-    admin = make_url(server_url).set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    ensure_database(server_url, name)
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 class Workers:
@@ -273,25 +263,11 @@ def main() -> None:
         raise SystemExit("--workers 1..16, --backlog 1..200000")
     if not (0 < args.duration <= 120 and 0 < args.rate <= 5000 and 1 <= args.producers <= 32):
         raise SystemExit("--duration ≤ 120 s, --rate ≤ 5000/s, --producers 1..32")
-    data_dir = Path(tempfile.mkdtemp(prefix="sd-bench-events-"))
-    server: EmbeddedPostgres | None = None
-    try:
-        if args.database_url:
-            url = fresh_database(args.database_url, "servicedesk_bench_events")
-            say("database: servicedesk_bench_events on --database-url")
-        else:
-            server = EmbeddedPostgres(data_dir / "pg")
-            url = server.start(database="servicedesk_bench_events")
-            say("database: embedded PostgreSQL 18 (temporary)")
+    with scratch_database(name="events", database_url=args.database_url, keep=args.keep) as (
+        url,
+        data_dir,
+    ):
         asyncio.run(main_async(args, url, data_dir))
-    finally:
-        if server is not None:
-            server.stop()
-        if args.keep:
-            say(f"kept {data_dir}")
-        else:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(data_dir)
 
 
 if __name__ == "__main__":

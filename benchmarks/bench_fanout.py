@@ -23,13 +23,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import io
 import resource
-import shutil
 import socket
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -41,13 +38,15 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from scratch_db import scratch_database  # noqa: E402
 
 from servicedesk.accounts import service as accounts  # noqa: E402
 from servicedesk.accounts.schemas import DepartmentCreate, UserCreate  # noqa: E402
 from servicedesk.config import Settings  # noqa: E402
 from servicedesk.core import migrate  # noqa: E402
 from servicedesk.core.actor import SYSTEM  # noqa: E402
-from servicedesk.core.embedded import EmbeddedPostgres, ensure_database  # noqa: E402
 from servicedesk.core.runtime import Runtime  # noqa: E402
 from servicedesk.tenancy import service as tenancy  # noqa: E402
 from servicedesk.tenancy.schemas import OrganizationCreate  # noqa: E402
@@ -73,14 +72,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def fresh_database(server_url: str, name: str) -> str:
-    admin = make_url(server_url).set(drivername="postgresql", database="postgres")
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    ensure_database(server_url, name)
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
 
 
 async def start_sink() -> tuple[asyncio.AbstractServer, list[int]]:
@@ -316,25 +307,11 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.agents <= 100_000:
         raise SystemExit("--agents 1..100000")
-    data_dir = Path(tempfile.mkdtemp(prefix="sd-bench-fanout-"))
-    server: EmbeddedPostgres | None = None
-    try:
-        if args.database_url:
-            url = fresh_database(args.database_url, "servicedesk_bench_fanout")
-            say("database: servicedesk_bench_fanout on --database-url")
-        else:
-            server = EmbeddedPostgres(data_dir / "pg")
-            url = server.start(database="servicedesk_bench_fanout")
-            say("database: embedded PostgreSQL 18 (temporary)")
+    with scratch_database(name="fanout", database_url=args.database_url, keep=args.keep) as (
+        url,
+        data_dir,
+    ):
         asyncio.run(main_async(args, url, data_dir))
-    finally:
-        if server is not None:
-            server.stop()
-        if args.keep:
-            say(f"kept {data_dir}")
-        else:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(data_dir)
 
 
 if __name__ == "__main__":
