@@ -516,6 +516,22 @@ def day_start(value: str, tz: str) -> datetime | None:
     return datetime.combine(day, time.min, tzinfo=ZoneInfo(tz)).astimezone(UTC)
 
 
+def day_range(
+    since: str, until: str, tz: str, errors: FieldErrors
+) -> tuple[datetime | None, datetime | None]:
+    """[start, end) of the days `since` … `until` (`YYYY-MM-DD`, each optional) in the admin's
+    zone; a bad date or an end before the start is noted in `errors`."""
+    start = day_start(since, tz) if since else None
+    end = day_start(until, tz) if until else None
+    if since and start is None:
+        errors["since"] = "Enter a date like 2026-11-25."
+    if until and end is None:
+        errors["until"] = "Enter a date like 2026-11-25."
+    if start and end and end < start:
+        errors["until"] = "The end is before the start."
+    return start, end + timedelta(days=1) if end else None
+
+
 @router.get("/admin/audit")
 async def audit_page(
     request: Request,
@@ -532,14 +548,7 @@ async def audit_page(
     prefix = action.strip()
     if prefix and not prefix.endswith(".") and "." not in prefix:
         prefix += "."  # "user" means every user action
-    start = day_start(since, admin.timezone) if since else None
-    end = day_start(until, admin.timezone) if until else None
-    if since and start is None:
-        errors["since"] = "Enter a date like 2026-11-25."
-    if until and end is None:
-        errors["until"] = "Enter a date like 2026-11-25."
-    if start and end and end < start:
-        errors["until"] = "The end is before the start."
+    start, end = day_range(since, until, admin.timezone, errors)
     actor_id: uuid.UUID | None = None
     no_match = False
     if actor.strip():
@@ -557,7 +566,7 @@ async def audit_page(
             actor_id=actor_id,
             action=prefix or None,
             since=start,
-            until=end + timedelta(days=1) if end else None,
+            until=end,
             before=before,
             limit=AUDIT_PAGE + 1,
         )

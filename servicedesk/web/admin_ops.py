@@ -8,7 +8,7 @@ Admins only (`AdminPage`). Routes call `accounts.login` (sessions, attempts), `a
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -24,7 +24,7 @@ from servicedesk.core.runtime import get_runtime
 from servicedesk.core.security import hash_token
 from servicedesk.jobs import service as jobs
 from servicedesk.tenancy.deps import CurrentTenant, TenantSession
-from servicedesk.web.admin import AdminPage, admin_context, day_start
+from servicedesk.web.admin import AdminPage, admin_context, day_range
 from servicedesk.web.forms import FieldErrors, UserForm
 from servicedesk.web.session import is_htmx, redirect
 from servicedesk.web.templating import render
@@ -199,14 +199,7 @@ async def sign_ins_page(
     errors: FieldErrors = {}
     if outcome not in ("", "success", "failure"):
         errors["outcome"] = "Choose an outcome from the list."
-    start = day_start(since, admin.timezone) if since else None
-    end = day_start(until, admin.timezone) if until else None
-    if since and start is None:
-        errors["since"] = "Enter a date like 2026-11-25."
-    if until and end is None:
-        errors["until"] = "Enter a date like 2026-11-25."
-    if start and end and end < start:
-        errors["until"] = "The end is before the start."
+    start, end = day_range(since, until, admin.timezone, errors)
     before = decode_cursor(cursor, datetime, uuid.UUID) if cursor else None
     rows = []
     next_cursor = None
@@ -216,7 +209,7 @@ async def sign_ins_page(
             email=email.strip() or None,
             success={"success": True, "failure": False}.get(outcome),
             since=start,
-            until=end + timedelta(days=1) if end else None,
+            until=end,
             before=before,
             limit=ATTEMPTS_PAGE + 1,
         )
